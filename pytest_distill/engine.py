@@ -1,0 +1,206 @@
+"""Send requests: concurrency per model, rate limits, timeouts, retries, the response cache.
+
+The engine runs its own asyncio loop in a background thread. Test items submit their
+request (or have it prefetched) and wait on a concurrent.futures.Future, so N items
+cost about as much as N concurrent requests, while pytest still runs items one by one.
+Retry *decisions* belong to the provider (ProviderError.retryable / retry_after); the
+engine only carries them out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import hashlib
+import json
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .models.base import Completion, Provider, ProviderError, Request
+from .models.registry import ModelEntry, create_provider
+
+BACKOFF_BASE_S = 1.0
+BACKOFF_CAP_S = 60.0
+
+
+class ResponseCache(Protocol):
+    """Storage for answers by request key (see cache.py)."""
+
+    replay_only: bool
+
+    def get(self, key: str) -> dict[str, Any] | None: ...
+
+    def put(self, key: str, value: dict[str, Any]) -> None: ...
+
+
+def request_key(provider: Provider, request: Request, repetition: int) -> str:
+    """Everything that decides an answer: provider config, the full request, the repetition."""
+    payload = {"provider": provider.describe(), "request": request.to_dict(), "repetition": repetition}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass
+class _Limits:
+    semaphore: asyncio.Semaphore
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
+    starts: collections.deque = field(default_factory=collections.deque)  # request start times
+    tokens: collections.deque = field(default_factory=collections.deque)  # (time, tokens)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def wait_for_budget(self, estimated_tokens: int) -> None:
+        """Sliding one-minute windows: wait until one more request (and its tokens) fits."""
+        async with self.lock:
+            while True:
+                now = time.monotonic()
+                while self.starts and now - self.starts[0] >= 60:
+                    self.starts.popleft()
+                while self.tokens and now - self.tokens[0][0] >= 60:
+                    self.tokens.popleft()
+                waits = []
+                if self.requests_per_minute and len(self.starts) >= self.requests_per_minute:
+                    waits.append(60 - (now - self.starts[0]))
+                used = sum(t for _, t in self.tokens)
+                if self.tokens_per_minute and self.tokens and used + estimated_tokens > self.tokens_per_minute:
+                    waits.append(60 - (now - self.tokens[0][0]))
+                if not waits:
+                    self.starts.append(now)
+                    self.tokens.append((now, estimated_tokens))
+                    return
+                await asyncio.sleep(max(0.01, min(waits)))
+
+
+class Engine:
+    def __init__(self, cache: ResponseCache | None = None, *, sleep=asyncio.sleep) -> None:
+        self.cache = cache
+        self._sleep = sleep  # injectable so retry tests don't wait
+        self._providers: dict[str, Provider] = {}
+        self._limits: dict[str, _Limits] = {}
+        self._futures: dict[tuple[str, str], concurrent.futures.Future] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.RLock()
+        self.retries = 0  # how many retries were made, over all requests
+
+    # --- lifecycle -------------------------------------------------------
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(target=self._loop.run_forever, name="distill-engine", daemon=True)
+                self._thread.start()
+            return self._loop
+
+    def provider(self, entry: ModelEntry) -> Provider:
+        with self._lock:
+            provider = self._providers.get(entry.name)
+            if provider is None:
+                provider = create_provider(entry)
+                self._providers[entry.name] = provider
+        return provider
+
+    def close(self) -> None:
+        """Cancel what is still in flight (after -x or Ctrl-C) and release providers."""
+        for future in list(self._futures.values()):
+            future.cancel()
+        if self._loop is not None:
+            loop = self._loop
+
+            async def _cancel_all() -> None:
+                tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+            try:
+                asyncio.run_coroutine_threadsafe(_cancel_all(), loop).result(timeout=10)
+            except Exception:  # noqa: BLE001 - best effort at shutdown
+                pass
+            loop.call_soon_threadsafe(loop.stop)
+            if self._thread is not None:
+                self._thread.join(timeout=10)
+            self._loop = None
+        for provider in self._providers.values():
+            provider.close()
+        self._providers.clear()
+        self._futures.clear()
+
+    # --- requests --------------------------------------------------------
+    def submit(self, entry: ModelEntry, request: Request, repetition: int = 1) -> concurrent.futures.Future:
+        """Start (or join) the request for this model, request and repetition."""
+        provider = self.provider(entry)
+        key = request_key(provider, request, repetition)
+        with self._lock:
+            future = self._futures.get((entry.name, key))
+            if future is None:
+                loop = self._ensure_loop()
+                future = asyncio.run_coroutine_threadsafe(self._run(entry, provider, request, key), loop)
+                self._futures[(entry.name, key)] = future
+        return future
+
+    def complete(self, entry: ModelEntry, request: Request, repetition: int = 1) -> Completion:
+        """Blocking form of submit(); raises ProviderError."""
+        future = self.submit(entry, request, repetition)
+        try:
+            return future.result()
+        finally:
+            self.forget(entry, request, repetition)
+
+    def forget(self, entry: ModelEntry, request: Request, repetition: int) -> None:
+        provider = self.provider(entry)
+        with self._lock:
+            self._futures.pop((entry.name, request_key(provider, request, repetition)), None)
+
+    def _limits_for(self, entry: ModelEntry, provider: Provider) -> _Limits:
+        limits = self._limits.get(entry.name)
+        if limits is None:
+            concurrency = entry.max_concurrency or provider.max_concurrency
+            limits = _Limits(asyncio.Semaphore(concurrency), entry.requests_per_minute, entry.tokens_per_minute)
+            self._limits[entry.name] = limits
+        return limits
+
+    async def _run(self, entry: ModelEntry, provider: Provider, request: Request, key: str) -> Completion:
+        if self.cache is not None:
+            hit = await asyncio.to_thread(self.cache.get, key)
+            if hit is not None:
+                completion = Completion.from_dict(hit)
+                completion.cached = True
+                return completion
+            if self.cache.replay_only:
+                raise ProviderError(f"{entry.name}: no cached answer for this request (cache in replay mode)")
+        limits = self._limits_for(entry, provider)
+        estimated = len(json.dumps(request.to_dict(), default=str)) // 4 + request.max_tokens
+        attempt = 0
+        while True:
+            async with limits.semaphore:
+                await limits.wait_for_budget(estimated)
+                try:
+                    await asyncio.to_thread(provider.start)
+                    completion = await asyncio.wait_for(provider.complete(request), timeout=entry.timeout_s)
+                    completion.finished_at = time.time()
+                    break
+                except asyncio.TimeoutError:
+                    error = ProviderError(f"{entry.name}: no answer within {entry.timeout_s:g}s", retryable=True)
+                except ProviderError as exc:
+                    error = exc
+            if not error.retryable or attempt >= entry.max_retries:
+                if attempt:
+                    raise ProviderError(f"{error} (after {attempt + 1} attempts)", status=error.status) from None
+                raise error
+            attempt += 1
+            self.retries += 1
+            await self._sleep(self.backoff(attempt, error.retry_after))
+        if self.cache is not None:
+            await asyncio.to_thread(self.cache.put, key, completion.to_dict())
+        return completion
+
+    @staticmethod
+    def backoff(attempt: int, retry_after: float | None) -> float:
+        """Retry-After when the server gave one, else exponential backoff with full jitter."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), BACKOFF_CAP_S * 5)
+        return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1)))

@@ -1,0 +1,152 @@
+"""Resolve `--model NAME` to a ModelEntry and build its provider.
+
+Entries come from the built-in models.toml beside this module and the project's own
+models file, which adds entries or overrides fields by name. Provider SDKs are imported
+only when a provider of that kind is built, so a user without `anthropic` can still run
+a local model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from .base import Provider
+
+BUILTIN_MODELS = Path(__file__).with_name("models.toml")
+
+# provider name -> "module:Class", imported lazily
+PROVIDERS: dict[str, str] = {
+    "llama-cpp": "pytest_distill.models.llama_cpp:LlamaCppProvider",
+    "openai-compatible": "pytest_distill.models.openai_compatible:OpenAICompatibleProvider",
+    "openai": "pytest_distill.models.openai_api:OpenAIProvider",
+    "xai": "pytest_distill.models.openai_api:XAIProvider",
+    "anthropic": "pytest_distill.models.anthropic_api:AnthropicProvider",
+    "gemini": "pytest_distill.models.gemini_api:GeminiProvider",
+    "vllm": "pytest_distill.models.vllm:VLLMProvider",
+}
+
+# Self-hosted providers are priced by GPU time, APIs by tokens.
+SELF_HOSTED = {"llama-cpp", "openai-compatible", "vllm"}
+DEFAULT_GPU_HOURLY_USD = 2.40
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    provider: str
+    model: str
+    description: str = ""
+    base_url: str | None = None
+    api_key_env: str | None = None  # None: the SDK's usual variable
+    temperature: float | None = None  # None: the provider's default
+    max_tokens: int = 256
+    seed: int | None = None
+    timeout_s: float = 120.0
+    max_concurrency: int | None = None  # None: the provider's own default
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    max_retries: int = 4
+    price_input: float | None = None  # USD per million tokens
+    price_output: float | None = None
+    price_cached_input: float | None = None
+    prices_as_of: str | None = None
+    price_source: str | None = None
+    gpu_hourly_usd: float | None = None
+    n_ctx: int = 4096  # llama-cpp
+    n_threads: int | None = None  # llama-cpp; None: cores / xdist workers
+    serve_args: list[str] = field(default_factory=list)  # vllm
+    startup_timeout_s: float = 600.0  # vllm
+    params: dict[str, Any] = field(default_factory=dict)  # extra request body fields
+    # How an OpenAI-compatible server takes an output constraint: "json_schema" (OpenAI's
+    # response_format), "json_object_schema" (llama-cpp-python's server),
+    # "structured_outputs" (vLLM), or "none".
+    constraint_style: str = "json_schema"
+    source: str = "built-in"  # where the entry was defined
+
+    @property
+    def self_hosted(self) -> bool:
+        return self.provider in SELF_HOSTED
+
+    def public_dict(self) -> dict[str, Any]:
+        """The entry as reports show it (never holds a key, only the variable's name)."""
+        return dataclasses.asdict(self)
+
+
+_FIELDS = {f.name for f in dataclasses.fields(ModelEntry)}
+
+
+def _load_file(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read models file: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    tables = data.get("models", data)  # accept [models.NAME] as well as [NAME]
+    for name, table in tables.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: entry '{name}' must be a table ([{name}])")
+        unknown = set(table) - _FIELDS
+        if unknown:
+            raise ConfigError(
+                f"{path}: model '{name}': unknown field(s) {', '.join(sorted(unknown))}; "
+                f"known fields: {', '.join(sorted(_FIELDS - {'name', 'source'}))}"
+            )
+    return tables
+
+
+class Registry:
+    def __init__(self, project_file: Path | None = None) -> None:
+        self._tables: dict[str, dict[str, Any]] = {}
+        for name, table in _load_file(BUILTIN_MODELS).items():
+            self._tables[name] = {**table, "source": "built-in"}
+        self.project_file = project_file
+        if project_file is not None:
+            for name, table in _load_file(project_file).items():
+                merged = {**self._tables.get(name, {}), **table, "source": str(project_file)}
+                self._tables[name] = merged
+
+    def names(self) -> list[str]:
+        return sorted(self._tables)
+
+    def get(self, name: str) -> ModelEntry:
+        table = self._tables.get(name)
+        if table is None:
+            known = ", ".join(self.names())
+            hint = f" (models file: {self.project_file})" if self.project_file else ""
+            raise ConfigError(f"unknown model '{name}'{hint}; known models: {known}")
+        if "provider" not in table or "model" not in table:
+            raise ConfigError(f"{table.get('source')}: model '{name}' needs 'provider' and 'model'")
+        if table["provider"] not in PROVIDERS:
+            raise ConfigError(
+                f"{table.get('source')}: model '{name}': unknown provider '{table['provider']}'; "
+                f"known: {', '.join(sorted(PROVIDERS))}"
+            )
+        try:
+            return ModelEntry(name=name, **{k: v for k, v in table.items() if k != "name"})
+        except TypeError as exc:
+            raise ConfigError(f"{table.get('source')}: model '{name}': {exc}") from None
+
+
+def create_provider(entry: ModelEntry) -> Provider:
+    """Build the provider for an entry, importing its SDK only now."""
+    module_name, _, class_name = PROVIDERS[entry.provider].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"model '{entry.name}' needs the provider '{entry.provider}', whose package is not "
+            f"installed ({exc.name}); install it, e.g. pip install 'pytest-distill[{_extra(entry.provider)}]'"
+        ) from None
+    return getattr(module, class_name)(entry)
+
+
+def _extra(provider: str) -> str:
+    return {"llama-cpp": "local", "vllm": "vllm"}.get(provider, "api")

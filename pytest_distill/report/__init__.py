@@ -1,0 +1,1 @@
+"""Reports made from records: terminal table, JUnit properties, and files."""

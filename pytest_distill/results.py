@@ -1,0 +1,139 @@
+"""One Record per evaluated item, and their aggregation per suite x model."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from . import stats
+
+PASS, MISS, ERROR, SKIP = "pass", "miss", "error", "skip"
+PROPERTY_PREFIX = "distill."
+
+
+@dataclass
+class Record:
+    suite: str
+    suite_path: str  # the suite folder, relative to the rootdir: settings are read from it
+    model: str
+    example_id: str
+    repetition: int
+    outcome: str  # pass | miss | error | skip
+    nodeid: str = ""
+    score: float | None = None
+    latency_s: float | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float | None = None  # API price x tokens; None for self-hosted models
+    finished_at: float | None = None  # when the answer arrived (throughput)
+    cached: bool = False  # answered from the response cache
+    constrained: str | None = None
+    finish_reason: str | None = None
+    output: str = ""
+    expected: str = ""
+    explanation: str = ""
+    error: str = ""
+    scorer: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # judge verdicts, extra scorers
+
+    def to_properties(self) -> list[tuple[str, Any]]:
+        """Flat (name, value) pairs: pytest user_properties, hence JUnit <property> elements."""
+        return [(PROPERTY_PREFIX + k, v) for k, v in asdict(self).items()]
+
+    @classmethod
+    def from_properties(cls, properties: list[tuple[str, Any]]) -> Record | None:
+        names = {f.name for f in fields(cls)}
+        data = {k[len(PROPERTY_PREFIX):]: v for k, v in properties
+                if k.startswith(PROPERTY_PREFIX) and k[len(PROPERTY_PREFIX):] in names}
+        if "outcome" not in data:
+            return None
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Summary:
+    """The numbers of one suite x model."""
+
+    suite: str
+    suite_path: str
+    model: str
+    n: int
+    passed: int
+    missed: int
+    errors: int
+    skipped: int
+    pass_rate: float | None  # passes / (passes + misses): errors are not misses
+    ci_low: float
+    ci_high: float
+    error_rate: float
+    repetitions: int
+    rep_mean: float | None  # mean of the per-repetition pass rates
+    rep_std: float | None
+    flips: int  # examples whose outcome differs between repetitions
+    latency_p50: float | None
+    latency_p95: float | None
+    latency_p99: float | None
+    mean_input_tokens: float | None
+    mean_output_tokens: float | None
+    cost_per_request: float | None
+    cost_total: float | None
+
+
+def summarize(records: list[Record]) -> list[Summary]:
+    groups: dict[tuple[str, str, str], list[Record]] = defaultdict(list)
+    for record in records:
+        groups[(record.suite, record.model, record.suite_path)].append(record)
+    return [_summary(suite, model, path, group) for (suite, model, path), group in sorted(groups.items())]
+
+
+def _summary(suite: str, model: str, suite_path: str, records: list[Record]) -> Summary:
+    scored = [r for r in records if r.outcome in (PASS, MISS)]
+    passed = sum(r.outcome == PASS for r in records)
+    missed = sum(r.outcome == MISS for r in records)
+    errors = sum(r.outcome == ERROR for r in records)
+    skipped = sum(r.outcome == SKIP for r in records)
+    ran = [r for r in records if r.outcome != SKIP]
+    low, high = stats.wilson_interval(passed, len(scored))
+    # Cached answers took no time: they would flatter the latency figures.
+    latencies = [r.latency_s for r in ran if r.latency_s is not None and not r.cached and r.outcome != ERROR]
+    answered = [r for r in ran if r.outcome != ERROR]
+    reps = sorted({r.repetition for r in scored})
+    rep_rates = []
+    for rep in reps:
+        rows = [r for r in scored if r.repetition == rep]
+        rep_rates.append(sum(r.outcome == PASS for r in rows) / len(rows))
+    by_example: dict[str, set[str]] = defaultdict(set)
+    for r in scored:
+        by_example[r.example_id].add(r.outcome)
+    costs = [r.cost_usd for r in ran if r.cost_usd is not None]
+    return Summary(
+        suite=suite,
+        suite_path=suite_path,
+        model=model,
+        n=len(ran),
+        passed=passed,
+        missed=missed,
+        errors=errors,
+        skipped=skipped,
+        pass_rate=passed / len(scored) if scored else None,
+        ci_low=low,
+        ci_high=high,
+        error_rate=errors / len(ran) if ran else 0.0,
+        repetitions=len(reps),
+        rep_mean=stats.mean(rep_rates),
+        rep_std=stats.stdev(rep_rates),
+        flips=sum(len(outcomes) > 1 for outcomes in by_example.values()),
+        latency_p50=stats.percentile(latencies, 50),
+        latency_p95=stats.percentile(latencies, 95),
+        latency_p99=stats.percentile(latencies, 99),
+        mean_input_tokens=stats.mean([r.input_tokens for r in answered]),
+        mean_output_tokens=stats.mean([r.output_tokens for r in answered]),
+        cost_per_request=stats.mean(costs) if costs else None,
+        cost_total=sum(costs) if costs else None,
+    )
