@@ -2,7 +2,11 @@
 
 from .models.base import Completion, OutputConstraint, Request, ToolCall, Usage
 from .suite import Example, Suite, TaskType, load_suite
+from .api import assert_tool_call_equivalent, examples
+from .scoring.toolcalls import binary_tool_call, extract_calls, staged_tool_call, tool_call_equivalence
 
 __version__ = "0.1.0"
 __all__ = ["Completion", "Example", "OutputConstraint", "Request", "Suite", "TaskType", "ToolCall", "Usage",
-           "__version__", "load_suite"]
+           "__version__", "load_suite",
+           "assert_tool_call_equivalent", "binary_tool_call", "examples", "extract_calls", "staged_tool_call",
+           "tool_call_equivalence"]

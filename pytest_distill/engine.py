@@ -37,9 +37,21 @@ class ResponseCache(Protocol):
     def put(self, key: str, value: dict[str, Any]) -> None: ...
 
 
+CACHE_KEY_VERSION = 1  # bump when the key's contents change, so old entries stop matching
+
+
 def request_key(provider: Provider, request: Request, repetition: int) -> str:
     """Everything that decides an answer: provider config, the full request, the repetition."""
-    payload = {"provider": provider.describe(), "request": request.to_dict(), "repetition": repetition}
+    entry = getattr(provider, "entry", None)
+    payload = {
+        "version": CACHE_KEY_VERSION,
+        "provider": provider.describe(),
+        # Sent in every request body, whatever the provider's describe() shows.
+        "params": getattr(entry, "params", None),
+        "constraint_style": getattr(entry, "constraint_style", None),
+        "request": request.to_dict(),
+        "repetition": repetition,
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -49,14 +61,19 @@ class _Limits:
     requests_per_minute: int | None
     tokens_per_minute: int | None
     starts: collections.deque = field(default_factory=collections.deque)  # request start times
-    tokens: collections.deque = field(default_factory=collections.deque)  # (time, tokens)
+    tokens: collections.deque = field(default_factory=collections.deque)  # [time, tokens]
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    clock: Any = time.monotonic  # injectable with `sleep` so limit tests don't wait
+    sleep: Any = asyncio.sleep
 
-    async def wait_for_budget(self, estimated_tokens: int) -> None:
-        """Sliding one-minute windows: wait until one more request (and its tokens) fits."""
+    async def wait_for_budget(self, estimated_tokens: int) -> list:
+        """Sliding one-minute windows: wait until one more request (and its tokens) fits.
+
+        Returns the request's [time, tokens] slot, to correct with the tokens it really used.
+        """
         async with self.lock:
             while True:
-                now = time.monotonic()
+                now = self.clock()
                 while self.starts and now - self.starts[0] >= 60:
                     self.starts.popleft()
                 while self.tokens and now - self.tokens[0][0] >= 60:
@@ -69,15 +86,17 @@ class _Limits:
                     waits.append(60 - (now - self.tokens[0][0]))
                 if not waits:
                     self.starts.append(now)
-                    self.tokens.append((now, estimated_tokens))
-                    return
-                await asyncio.sleep(max(0.01, min(waits)))
+                    slot = [now, estimated_tokens]
+                    self.tokens.append(slot)
+                    return slot
+                await self.sleep(max(0.01, min(waits)))
 
 
 class Engine:
-    def __init__(self, cache: ResponseCache | None = None, *, sleep=asyncio.sleep) -> None:
+    def __init__(self, cache: ResponseCache | None = None, *, sleep=asyncio.sleep, clock=time.monotonic) -> None:
         self.cache = cache
         self._sleep = sleep  # injectable so retry tests don't wait
+        self._clock = clock
         self._providers: dict[str, Provider] = {}
         self._limits: dict[str, _Limits] = {}
         self._futures: dict[tuple[str, str], concurrent.futures.Future] = {}
@@ -159,7 +178,8 @@ class Engine:
         limits = self._limits.get(entry.name)
         if limits is None:
             concurrency = entry.max_concurrency or provider.max_concurrency
-            limits = _Limits(asyncio.Semaphore(concurrency), entry.requests_per_minute, entry.tokens_per_minute)
+            limits = _Limits(asyncio.Semaphore(concurrency), entry.requests_per_minute, entry.tokens_per_minute,
+                             clock=self._clock, sleep=self._sleep)
             self._limits[entry.name] = limits
         return limits
 
@@ -177,16 +197,21 @@ class Engine:
         attempt = 0
         while True:
             async with limits.semaphore:
-                await limits.wait_for_budget(estimated)
+                slot = await limits.wait_for_budget(estimated)
                 try:
                     await asyncio.to_thread(provider.start)
                     completion = await asyncio.wait_for(provider.complete(request), timeout=entry.timeout_s)
                     completion.finished_at = time.time()
+                    usage = completion.usage
+                    # the tokens/min window counts what the request really used, once known
+                    slot[1] = usage.input_tokens + usage.output_tokens or estimated
                     break
                 except asyncio.TimeoutError:
                     error = ProviderError(f"{entry.name}: no answer within {entry.timeout_s:g}s", retryable=True)
                 except ProviderError as exc:
                     error = exc
+                except Exception as exc:  # noqa: BLE001 - a provider bug or setup failure: an error, never a miss
+                    error = ProviderError(f"{entry.name}: {type(exc).__name__}: {exc}")
             if not error.retryable or attempt >= entry.max_retries:
                 if attempt:
                     raise ProviderError(f"{error} (after {attempt + 1} attempts)", status=error.status) from None
@@ -202,5 +227,8 @@ class Engine:
     def backoff(attempt: int, retry_after: float | None) -> float:
         """Retry-After when the server gave one, else exponential backoff with full jitter."""
         if retry_after is not None:
-            return min(max(retry_after, 0.0), BACKOFF_CAP_S * 5)
+            # Never before the server's time; a little jitter so concurrent requests don't
+            # all come back at the same instant.
+            wait = min(max(retry_after, 0.0), BACKOFF_CAP_S * 5)
+            return wait + random.uniform(0, min(1.0, 0.1 * wait))
         return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1)))

@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from . import api
 from .collect import SESSION_KEY
 from .errors import DistillError
 from .session import DistillSession
@@ -26,7 +27,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="don't constrain classification output to the label set")
     group.addoption("--min-pass-rate", type=float, dest="distill_min_pass_rate", metavar="RATE",
                     help="gate every suite x model on this pass rate (0..1), overriding distill.toml")
+    group.addoption("--max-regression", type=float, dest="distill_max_regression", metavar="PP",
+                    help="with --distill-baseline: fail a suite x model whose pass rate dropped more than PP "
+                         "percentage points, overriding distill.toml [gate] max_regression")
+    group.addoption("--distill-baseline", dest="distill_baseline", metavar="FILE",
+                    help="compare the run with a results.json from an earlier --distill-report")
+    group.addoption("--distill-report", dest="distill_report", metavar="DIR",
+                    help="write results.json, report.html and summary.md into DIR")
+    group.addoption("--route-tolerance", type=float, default=1.0, dest="distill_route_tolerance", metavar="PP",
+                    help="routing advice: the cheapest model within PP percentage points of the best (default 1)")
+    group.addoption("--distill-cache", dest="distill_cache", metavar="DIR",
+                    help="response cache directory (sqlite); answers are reused by request key")
+    group.addoption("--distill-cache-mode", dest="distill_cache_mode", metavar="MODE",
+                    choices=["off", "readwrite", "read", "write", "replay"],
+                    help="off | readwrite (default with a DIR) | read (no stores) | write (refresh) | "
+                         "replay (a miss is an error: offline CI)")
     parser.addini("distill_models_file", "project models file (default: models.toml at the rootdir)")
+    parser.addini("distill_cache", "response cache directory (as --distill-cache)")
+    parser.addini("distill_cache_mode", "response cache mode (as --distill-cache-mode)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -34,6 +52,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # starve each other. Must be set before the library loads (it is imported lazily).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     config.addinivalue_line("markers", "distill: an example evaluated by pytest-distill")
+    config.addinivalue_line("markers", "distill_examples(suite, limit=None): set by @examples (pytest_distill.api)")
     session = DistillSession(config)
     try:
         session.configure()
@@ -58,6 +77,50 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             distill.prefetch(session.items)
 
 
+@pytest.fixture
+def distill_predictions(request: pytest.FixtureRequest):
+    """distill_predictions(suite_dir, model=None, limit=None) -> {example id: prediction}, for
+    syrupy snapshots: `assert distill_predictions("suites/banking77") == snapshot`."""
+    from .predictions import fixture_for
+
+    return fixture_for(request.config.stash[SESSION_KEY])
+
+
+# --- @examples tests (api.py) ---------------------------------------------------
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    api.generate_tests(metafunc, metafunc.config.stash[SESSION_KEY])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    try:
+        result = yield
+    except BaseException as exc:
+        api.record_call(item, item.config.stash[SESSION_KEY], exc)
+        raise
+    api.record_call(item, item.config.stash[SESSION_KEY], None)
+    return result
+
+
+@pytest.fixture(name=api.CASE_FIXTURE)
+def _distill_case(request: pytest.FixtureRequest) -> api.Case:
+    return api.case_fixture(request)
+
+
+@pytest.fixture
+def example(distill_case: api.Case):
+    """The suite example of an @examples test."""
+    return distill_case.example
+
+
+@pytest.fixture
+def model(request: pytest.FixtureRequest, distill_case: api.Case) -> api.ModelHandle:
+    """The --model of an @examples test: model.respond(example) -> Completion."""
+    return api.model_fixture(request, distill_case)
+
+
 class _ReportRoute:
     """pytest_runtest_logreport gets no config: this per-run object carries the session."""
 
@@ -76,6 +139,34 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     distill.close()
     if not distill.is_worker:
         distill.finish(session)
+
+
+# --- managed model servers (vLLM): started once, by the controller ------------------
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's DSession starts the workers
+def pytest_sessionstart(session: pytest.Session) -> None:
+    distill = session.config.stash.get(SESSION_KEY, None)
+    if distill is None:
+        return
+    try:
+        distill.start_servers()
+    except DistillError as exc:
+        raise pytest.UsageError(f"pytest-distill: {exc}") from None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """xdist: hand the controller's server URLs to each worker."""
+    distill = node.config.stash.get(SESSION_KEY, None)
+    if distill is not None:
+        node.workerinput.update(distill.worker_input())
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    distill = config.stash.get(SESSION_KEY, None)
+    if distill is not None:  # a session that failed or was interrupted before its finish
+        distill.servers.stop()
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:

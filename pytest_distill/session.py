@@ -9,22 +9,27 @@ so the numbers are the same with and without -n.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from . import scoring
+from . import api, scoring
+from .cache import SqliteCache, open_cache
 from .collect import ExampleItem, Miss, ProviderFailure, SuiteFile
 from .cost import api_cost, self_hosted_cost_per_request, sustained_rate
 from .engine import Engine
 from .errors import ConfigError, DistillError
-from .gates import Gate, GateResult, check_gate
+from .baseline import BaselineDelta, baseline_records, compare_to_baseline, format_delta, load_baseline
+from .compare import SuiteComparison, compare, format_comparison
+from .gates import Gate, GateResult, check_gate, exit_status
 from .models.base import ProviderError
-from .models.registry import ModelEntry, Registry, create_provider
+from .models.registry import DEFAULT_GPU_HOURLY_USD, ModelEntry, Registry, create_provider
 from .report.terminal import format_table, money, summary_rows
 from .results import ERROR, MISS, PASS, SKIP, Record, Summary, summarize
+from .server import ServerPool, attach_from_worker_input
 from .suite import SuiteSettings, build_request, is_suite_dir
 from .suite.loader import JOB_FILE, SETTINGS_FILE, TEST_FILES, find_test_file, read_settings
 
@@ -39,12 +44,24 @@ class DistillSession:
         self.repeat: int = config.getoption("distill_repeat")
         self.constrain: bool = not config.getoption("distill_unconstrained")
         self.min_pass_rate: float | None = config.getoption("distill_min_pass_rate")
+        self.max_regression: float | None = config.getoption("distill_max_regression")
+        self.route_tolerance: float = config.getoption("distill_route_tolerance")
+        self.report_dir: str | None = config.getoption("distill_report")
+        self.baseline_path: str | None = config.getoption("distill_baseline")
+        self.baseline: dict[str, Any] | None = None  # the results.json document compared against
+        self.baseline_deltas: list[BaselineDelta] = []
+        self.comparisons: list[SuiteComparison] = []
+        self.report_paths: list[Path] = []
+        self.report_problem: str | None = None
+        self.started_at = time.time()
         self.model_names: list[str] = config.getoption("distill_models") or [DEFAULT_MODEL]
         self.registry: Registry | None = None
         self.entries: dict[str, ModelEntry] = {}
         self.records: list[Record] = []
         self.gate_results: list[GateResult] = []
         self._engine: Engine | None = None
+        self.cache: SqliteCache | None = None
+        self.servers = ServerPool()  # managed model servers (vLLM), controller side
         self._settings_cache: dict[str, SuiteSettings] = {}
 
     # --- start-up ------------------------------------------------------
@@ -62,26 +79,68 @@ class DistillSession:
             raise ConfigError(f"--repeat must be at least 1, got {self.repeat}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit must be at least 1, got {self.limit}")
+        if self.min_pass_rate is not None and not 0 <= self.min_pass_rate <= 1:
+            raise ConfigError(f"--min-pass-rate must be between 0 and 1, got {self.min_pass_rate:g}")
+        if self.max_regression is not None and self.max_regression < 0:
+            raise ConfigError(f"--max-regression is in percentage points, at least 0; got {self.max_regression:g}")
+        if self.route_tolerance < 0:
+            raise ConfigError(f"--route-tolerance is in percentage points, at least 0; got {self.route_tolerance:g}")
+        if self.baseline_path and not self.is_worker:  # read now: a bad file stops the run before any request
+            self.baseline = load_baseline(self.config.invocation_params.dir / self.baseline_path)
         self.registry = Registry(self._models_file())
+        self.cache = open_cache(
+            self.config.getoption("distill_cache") or self.config.getini("distill_cache") or None,
+            self.config.getoption("distill_cache_mode") or self.config.getini("distill_cache_mode") or None,
+            self.config.rootpath,
+        )
         workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+        if self.is_worker:  # servers the controller started (pytest_configure_node)
+            attach_from_worker_input(self.config.workerinput.get("distill_servers"))
         for name in dict.fromkeys(self.model_names):
             entry = self.registry.get(name)
             if entry.provider == "llama-cpp" and entry.n_threads is None:
                 # Workers share the cores; more threads than cores makes them starve each other.
                 entry.n_threads = max(1, (os.cpu_count() or 1) // workers)
-            create_provider(entry).check()
+            if self.cache is None or not self.cache.replay_only:  # replay never calls the API: no key needed
+                create_provider(entry).check()
             self.entries[name] = entry
         self.model_names = list(self.entries)
 
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = Engine()
+            self._engine = Engine(cache=self.cache)
         return self._engine
 
     def close(self) -> None:
         if self._engine is not None:
             self._engine.close()
+        if self.cache is not None:
+            self.cache.close()
+        self.servers.stop()
+
+    def start_servers(self) -> None:
+        """Start the servers managed models need (vLLM): once, in the controller or a serial run."""
+        if self.is_worker or self.config.getoption("collectonly"):
+            return
+        if self.cache is not None and self.cache.replay_only:
+            return  # replay never calls the model
+        entries = [e for e in self.entries.values() if self.servers.needs_server(e)]
+        if not entries:
+            return
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+
+        def progress(line: str) -> None:
+            if reporter is not None:
+                reporter.write_line(line)
+
+        cache = getattr(self.config, "cache", None)
+        log_dir = cache.mkdir("pytest-distill") if cache is not None else Path(tempfile.mkdtemp(prefix="pytest-distill-"))
+        self.servers.start(entries, log_dir, progress)
+
+    def worker_input(self) -> dict[str, Any]:
+        """What xdist workers need from the controller: the managed servers' URLs and logs."""
+        return {"distill_servers": self.servers.worker_input()}
 
     # --- collection ----------------------------------------------------
     def collect_file(self, file_path: Path, parent: pytest.Collector):
@@ -110,11 +169,14 @@ class DistillSession:
         for item in items:
             if isinstance(item, ExampleItem) and scoring.scorer_name_for(item.example) in scoring.SCORERS:
                 self.engine.submit(self.entries[item.model], self.request_for(item), item.repetition)
+            elif (case := api.case_of(item)) is not None and "model" in item.fixturenames:
+                self.engine.submit(self.entries[case.model], self.request_for(case), case.repetition)  # @examples tests
 
     # --- running -------------------------------------------------------
     def _record(self, item: ExampleItem, outcome: str, **values: Any) -> Record:
         suite = item.example.suite
-        record = Record(suite=suite.name, suite_path=_relative(suite.path, self.config.rootpath),
+        # @examples tests carry their own label, so they don't merge with the folder suite's row.
+        record = Record(suite=getattr(item, "suite_label", suite.name), suite_path=_relative(suite.path, self.config.rootpath),
                         model=item.model, example_id=item.example.id,
                         repetition=item.repetition, outcome=outcome, nodeid=item.nodeid,
                         expected=_show(item.example.answer), **values)
@@ -140,6 +202,13 @@ class DistillSession:
         entry = self.entries[item.model]
         name = scoring.scorer_name_for(item.example)
         result = scoring.get_scorer(name)(item.example, completion)
+        self.record_answer(item, completion, result, name)
+        if not result.passed:
+            raise Miss(f"miss: {result.explanation}")
+
+    def record_answer(self, item, completion, result, scorer: str) -> None:
+        """The Record of a scored answer (also used by @examples tests, see api.py)."""
+        entry = self.entries[item.model]
         usage = completion.usage
         self._record(
             item, PASS if result.passed else MISS,
@@ -149,10 +218,8 @@ class DistillSession:
             finished_at=completion.finished_at or time.time(), cached=completion.cached,
             constrained=completion.constrained, finish_reason=completion.finish_reason,
             output=completion.text if not completion.tool_calls else _show([c.to_dict() for c in completion.tool_calls]),
-            explanation=result.explanation, scorer=name,
+            explanation=result.explanation, scorer=scorer,
         )
-        if not result.passed:
-            raise Miss(f"miss: {result.explanation}")
 
     # --- the controller's side ------------------------------------------
     def add_report(self, report: pytest.TestReport) -> None:
@@ -165,10 +232,14 @@ class DistillSession:
     def summaries(self) -> list[Summary]:
         return summarize(self.records)
 
-    def gate_for(self, suite_path: str) -> Gate:
+    def gate_for(self, suite_path: str, baseline: bool = False) -> Gate:
+        """The suite's gate; `baseline`: the baseline has this suite x model, so a regression limit applies."""
         settings = self._settings(suite_path)
         min_rate = self.min_pass_rate if self.min_pass_rate is not None else settings.min_pass_rate
-        return Gate(min_pass_rate=min_rate, max_error_rate=settings.max_error_rate)
+        max_regression = None
+        if baseline:
+            max_regression = self.max_regression if self.max_regression is not None else settings.max_regression
+        return Gate(min_pass_rate=min_rate, max_error_rate=settings.max_error_rate, max_regression=max_regression)
 
     def _settings(self, suite_path: str) -> SuiteSettings:
         # Read again from disk: under xdist the controller never loaded the suites.
@@ -182,7 +253,14 @@ class DistillSession:
         return self._settings_cache[suite_path]
 
     def cost_columns(self, summaries: list[Summary]) -> dict[tuple[str, str], dict[str, str]]:
-        columns: dict[tuple[str, str], dict[str, str]] = {}
+        return {key: {"$/req": money(per_request),
+                      "$/1M req": money(per_request * 1e6 if per_request is not None else None),
+                      "cost basis": basis}
+                for key, (per_request, basis) in self.costs(summaries).items()}
+
+    def costs(self, summaries: list[Summary]) -> dict[tuple[str, str], tuple[float | None, str]]:
+        """Cost per request and its basis: API price x tokens, or GPU $/hour over the measured rate."""
+        costs: dict[tuple[str, str], tuple[float | None, str]] = {}
         for s in summaries:
             entry = self.entries.get(s.model)
             per_request = s.cost_per_request
@@ -193,13 +271,10 @@ class DistillSession:
                              and not r.cached and r.outcome in (PASS, MISS)]
                 rate = sustained_rate(intervals)
                 per_request = self_hosted_cost_per_request(entry.gpu_hourly_usd, rate)
-                basis = f"GPU $/h / {rate:.2f} req/s in this run" if rate else "-"
-            columns[(s.suite, s.model)] = {
-                "$/req": money(per_request),
-                "$/1M req": money(per_request * 1e6 if per_request is not None else None),
-                "cost basis": basis,
-            }
-        return columns
+                hourly = entry.gpu_hourly_usd if entry.gpu_hourly_usd is not None else DEFAULT_GPU_HOURLY_USD
+                basis = f"${hourly:.2f}/h GPU / {rate:.2f} req/s measured" if rate else "-"
+            costs[(s.suite, s.model)] = (per_request, basis if per_request is not None else "-")
+        return costs
 
     def terminal_summary(self, terminalreporter) -> None:
         summaries = self.summaries()
@@ -215,35 +290,68 @@ class DistillSession:
         for gate in self.gate_results:
             verdict = "passed" if gate.passed else "FAILED"
             terminalreporter.write_line(f"gate {verdict}: {gate.suite} x {gate.model}: {gate.reason}")
+        for comparison in self.comparisons:
+            for line in format_comparison(comparison):
+                terminalreporter.write_line(line)
+        for delta in self.baseline_deltas:
+            terminalreporter.write_line(format_delta(delta))
+        for path in self.report_paths:
+            terminalreporter.write_line(f"distill report: {path}")
+        if self.report_problem:
+            terminalreporter.write_line(f"distill report not written: {self.report_problem}", red=True)
         skipped = sum(s.skipped for s in summaries)
         if skipped:
             terminalreporter.write_line(f"{skipped} item(s) skipped: no scorer yet for their task type")
+        for line in self.cost_notes():
+            terminalreporter.write_line(line)
+
+    def cost_notes(self) -> list[str]:
+        """How the summary's cost and rate figures were measured."""
+        notes = []
+        if any(e.self_hosted for e in self.entries.values()):
+            notes.append("self-hosted cost = GPU $/hour (gpu_hourly_usd, default "
+                         f"${DEFAULT_GPU_HOURLY_USD:.2f}) / (requests/s x 3600); requests/s = answers (not cached, "
+                         "not errors) / seconds from the first request's start to the last answer, in this run")
+        if any(not e.self_hosted for e in self.entries.values()):
+            notes.append("API cost = input tokens x input price + cached input tokens x cached price + output "
+                         "tokens (incl. reasoning) x output price, per request, at the models file's dated prices")
+        cached = sum(r.cached for r in self.records)
+        if cached:
+            notes.append(f"{cached} answer(s) came from the response cache: left out of latency and throughput")
+        return notes
 
     def finish(self, session: pytest.Session) -> None:
-        """Apply gates: with a gate, misses inside a passing gate don't fail the run."""
+        """Apply gates (with a gate, misses inside a passing gate don't fail the run), compare the
+        models and the baseline, and write the reports."""
+        from .report.json_report import append_step_summary, from_session, write_reports
+        from .report.junit import add_gate_testcases
+
         summaries = self.summaries()
+        costs = self.costs(summaries)
+        if self.baseline is not None:
+            self.baseline_deltas = compare_to_baseline(self.records, baseline_records(self.baseline))
+        regressions = {(d.suite, d.model): d.regression_pp for d in self.baseline_deltas if d.regression_pp is not None}
         self.gate_results = []
-        gated_ok: set[tuple[str, str]] = set()
-        failed_gate = False
         for s in summaries:
-            gate = self.gate_for(s.suite_path)
-            if not gate.active:
-                continue
-            result = check_gate(s, gate)
-            self.gate_results.append(result)
-            if result.passed:
-                gated_ok.add((s.suite, s.model))
-            else:
-                failed_gate = True
-        if not self.gate_results:
-            return  # no gate: plain pytest behaviour, any miss fails
-        excused = sum(1 for r in self.records
-                      if r.outcome in (MISS, ERROR) and (r.suite, r.model) in gated_ok)
-        other_failures = session.testsfailed - excused
-        if failed_gate:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        elif other_failures <= 0 and session.exitstatus == pytest.ExitCode.TESTS_FAILED:
-            session.exitstatus = pytest.ExitCode.OK
+            key = (s.suite, s.model)
+            gate = self.gate_for(s.suite_path, baseline=key in regressions)
+            if gate.active:
+                self.gate_results.append(check_gate(s, gate, regressions.get(key)))
+        gated_ok = {(g.suite, g.model) for g in self.gate_results if g.passed}
+        excused = sum(1 for r in self.records if r.outcome in (MISS, ERROR) and (r.suite, r.model) in gated_ok)
+        status = exit_status(int(session.exitstatus), self.gate_results, session.testsfailed, excused)
+        if status != session.exitstatus:
+            session.exitstatus = pytest.ExitCode(status)
+        add_gate_testcases(self.config, self.gate_results)  # before junitxml writes its file
+        self.comparisons = compare(summaries, self.records, {k: v[0] for k, v in costs.items()}, self.route_tolerance)
+        if summaries and (self.report_dir or os.environ.get("GITHUB_STEP_SUMMARY")):
+            document = from_session(self, session, summaries, costs)
+            try:
+                if self.report_dir:
+                    self.report_paths = write_reports(self.config.invocation_params.dir / self.report_dir, document)
+                append_step_summary(document)
+            except OSError as exc:
+                self.report_problem = f"{exc.filename or self.report_dir}: {exc.strerror}"
 
 
 def _relative(path: Path, root: Path) -> str:

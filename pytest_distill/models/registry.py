@@ -62,6 +62,8 @@ class ModelEntry:
     n_threads: int | None = None  # llama-cpp; None: cores / xdist workers
     serve_args: list[str] = field(default_factory=list)  # vllm
     startup_timeout_s: float = 600.0  # vllm
+    python: str | None = None  # vllm: interpreter or venv running `vllm serve` (else $DISTILL_VLLM_PYTHON)
+    serve_env: dict[str, str] = field(default_factory=dict)  # vllm: extra environment for the server
     params: dict[str, Any] = field(default_factory=dict)  # extra request body fields
     # How an OpenAI-compatible server takes an output constraint: "json_schema" (OpenAI's
     # response_format), "json_object_schema" (llama-cpp-python's server),
@@ -129,6 +131,9 @@ class Registry:
                 f"{table.get('source')}: model '{name}': unknown provider '{table['provider']}'; "
                 f"known: {', '.join(sorted(PROVIDERS))}"
             )
+        if table["provider"] in SELF_HOSTED and "temperature" not in table:
+            # Distilled/local models are evaluated greedily; APIs keep their own default.
+            table = {**table, "temperature": 0.0}
         try:
             return ModelEntry(name=name, **{k: v for k, v in table.items() if k != "name"})
         except TypeError as exc:

@@ -35,8 +35,12 @@ def money(value: float | None) -> str:
 
 def summary_rows(summaries: Iterable[Summary], extra: dict[tuple[str, str], dict[str, str]] | None = None):
     extra = extra or {}
-    header = ["suite", "model", "n", "pass", "miss", "err", "pass rate", "95% CI", "p50", "p95", "p99",
-              "tok in", "tok out"]
+    summaries = list(summaries)
+    # With --repeat: the pass rate is mean ± std over repetitions, and "flips" counts the
+    # examples whose outcome changed between repetitions.
+    repeated = any(s.repetitions > 1 for s in summaries)
+    header = ["suite", "model", "n", "pass", "miss", "err", "pass rate", *(["flips"] if repeated else []),
+              "95% CI", "p50", "p95", "p99", "tok in", "tok out"]
     extra_columns: list[str] = []
     for values in extra.values():
         for column in values:
@@ -49,6 +53,7 @@ def summary_rows(summaries: Iterable[Summary], extra: dict[tuple[str, str], dict
             rate = f"{100 * s.rep_mean:.1f}±{100 * (s.rep_std or 0):.1f}%"
         row = [
             s.suite, s.model, str(s.n), str(s.passed), str(s.missed), str(s.errors), rate,
+            *([str(s.flips) if s.repetitions > 1 else "-"] if repeated else []),
             f"{100 * s.ci_low:.1f}-{100 * s.ci_high:.1f}%" if s.pass_rate is not None else "-",
             _ms(s.latency_p50), _ms(s.latency_p95), _ms(s.latency_p99),
             _num(s.mean_input_tokens), _num(s.mean_output_tokens),

@@ -13,15 +13,21 @@ from ..models.base import Completion
 from ..suite.model import Example, TaskType
 from .base import Score
 from .classification import score_label
+from .toolcalls import score_binary_tool_call, score_staged_tool_call, score_tool_call_equivalence
 
 Scorer = Callable[[Example, Completion], Score]
 
 SCORERS: dict[str, Scorer] = {
     "exact_match": score_label,
+    "tool_call_equivalence": score_tool_call_equivalence,
+    "binary_tool_call": score_binary_tool_call,
+    "staged_tool_call": score_staged_tool_call,
 }
 
 DEFAULT_SCORER: dict[TaskType, str] = {
     TaskType.CLASSIFICATION: "exact_match",
+    TaskType.TOOL_CALLING: "tool_call_equivalence",
+    TaskType.MULTI_TURN_TOOL_CALLING: "tool_call_equivalence",
 }
 
 

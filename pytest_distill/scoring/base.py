@@ -14,3 +14,8 @@ class Score:
     expected: str = ""
     got: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+
+
+class ScoringError(Exception):
+    """The answer could not be scored (the judge never gave a readable verdict, the reference
+    query fails): an error, never a pass or a miss."""

@@ -1,0 +1,212 @@
+"""Anthropic's Messages API through the official `anthropic` SDK (imported lazily)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .api_common import (
+    api_key,
+    choice_schema,
+    error_body_message,
+    is_retryable_status,
+    known_key,
+    redacted_error,
+    retry_after_seconds,
+    unwrap_label,
+)
+from .base import Completion, Provider, ProviderError, Request, ToolCall, Usage, arguments_from_json
+from .chat import with_tool_results
+
+# Anthropic stop reasons in the OpenAI vocabulary the rest of the plugin uses.
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "refusal",
+}
+TOOL_CHOICE = {"auto": {"type": "auto"}, "required": {"type": "any"}, "none": {"type": "none"}}
+
+
+def to_anthropic(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """OpenAI-format chat messages -> Anthropic messages (and any system texts found in them).
+
+    Assistant tool calls become tool_use blocks and tool messages tool_result blocks in a
+    user turn; calls with no result get the synthetic one (chat.with_tool_results).
+    Consecutive turns of one role are merged: tool results then come first in the user
+    turn after the tool_use, as the API requires.
+    """
+    out: list[dict[str, Any]] = []
+    systems: list[str] = []
+
+    def add(role: str, blocks: list[dict[str, Any]]) -> None:
+        if not blocks:
+            return
+        if out and out[-1]["role"] == role:
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": role, "content": blocks})
+
+    for message in with_tool_results(messages):
+        role = message.get("role")
+        content = message.get("content")
+        if role == "system":
+            systems.append(_text_of(content))
+        elif role == "tool":
+            add("user", [{"type": "tool_result", "tool_use_id": message["tool_call_id"], "content": _text_of(content)}])
+        elif role == "assistant":
+            blocks = _text_blocks(content)
+            for call in message.get("tool_calls") or []:
+                args = arguments_from_json(call["function"]["arguments"])
+                blocks.append({"type": "tool_use", "id": call["id"], "name": call["function"]["name"],
+                               "input": args if isinstance(args, dict) else {"arguments": args}})
+            add("assistant", blocks)
+        else:
+            add("user", _text_blocks(content))
+    return out, systems
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return "" if content is None else str(content)
+
+
+def _text_blocks(content: Any) -> list[dict[str, Any]]:
+    text = _text_of(content)
+    return [{"type": "text", "text": text}] if text else []  # the API rejects empty text blocks
+
+
+class AnthropicProvider(Provider):
+    max_concurrency = 16  # hosted: limited by rate limits (rpm/tpm), not by a local server
+    key_envs = ("ANTHROPIC_API_KEY",)
+
+    def __init__(self, entry: Any) -> None:
+        super().__init__(entry)
+        self._client: Any = None
+
+    def check(self) -> None:
+        api_key(self.entry, self.key_envs)
+
+    def client(self) -> Any:
+        if self._client is None:
+            from anthropic import AsyncAnthropic
+
+            # Retries are the engine's (it counts them and honours Retry-After).
+            self._client = AsyncAnthropic(api_key=api_key(self.entry, self.key_envs), base_url=self.entry.base_url,
+                                          max_retries=0, timeout=self.entry.timeout_s)
+        return self._client
+
+    def start(self) -> None:
+        self.client()
+
+    def close(self) -> None:
+        self._client = None  # its httpx client goes with the engine's event loop
+
+    def describe(self) -> dict[str, Any]:
+        return {"provider": "anthropic", "model": self.entry.model, "base_url": self.entry.base_url,
+                "params": self.entry.params, "constraint_style": self.entry.constraint_style}
+
+    # --- request -------------------------------------------------------------
+    def build_body(self, request: Request) -> tuple[dict[str, Any], str | None]:
+        messages, systems = to_anthropic(list(request.messages))
+        system = "\n\n".join(s for s in [request.system or "", *systems] if s)
+        body: dict[str, Any] = {"model": self.entry.model, "messages": messages, "max_tokens": request.max_tokens}
+        if system:
+            body["system"] = system
+        # anthropic 2.x takes no temperature keyword; the API still accepts the field.
+        extra_body: dict[str, Any] = {}
+        if request.temperature is not None:
+            extra_body["temperature"] = request.temperature
+        mode: str | None = None
+        if request.tools:
+            body["tools"] = [_tool(t) for t in request.tools]
+            if request.tool_choice:
+                body["tool_choice"] = TOOL_CHOICE[request.tool_choice]
+            mode = "native_tools"
+        elif request.constraint is not None and self.entry.constraint_style != "none":
+            c = request.constraint
+            schema = choice_schema(c.choices) if c.kind == "choice" else c.schema
+            body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+            mode = "json_schema"
+        extra_body.update(self.entry.params)
+        extra_body.update(request.extra)
+        if extra_body:
+            body["extra_body"] = extra_body
+        return body, mode
+
+    async def complete(self, request: Request) -> Completion:
+        body, mode = self.build_body(request)
+        started = time.perf_counter()
+        try:
+            reply = await self.client().messages.create(**body)
+        except Exception as exc:  # noqa: BLE001 - mapped to retry decisions below
+            raise self.map_error(exc) from None
+        return self.parse_reply(reply, time.perf_counter() - started, mode, request)
+
+    # --- reply -----------------------------------------------------------------
+    def parse_reply(self, reply: Any, latency: float, mode: str | None, request: Request) -> Completion:
+        blocks = getattr(reply, "content", None)
+        if blocks is None:
+            raise ProviderError(f"{self.entry.name}: malformed reply: no content")
+        # thinking / redacted_thinking blocks are left out: they are not the answer.
+        text = "".join(b.text for b in blocks if getattr(b, "type", None) == "text")
+        calls = [ToolCall(b.name, arguments_from_json(b.input)) for b in blocks if getattr(b, "type", None) == "tool_use"]
+        usage = reply.usage
+        cache_read = getattr(usage, "cache_read_input_tokens", None) or 0
+        cache_write = getattr(usage, "cache_creation_input_tokens", None) or 0
+        details = getattr(usage, "output_tokens_details", None)
+        completion = Completion(
+            text=text,
+            tool_calls=calls,
+            usage=Usage(
+                # input_tokens counts only uncached tokens: add the cache reads and writes back
+                input_tokens=(usage.input_tokens or 0) + cache_read + cache_write,
+                output_tokens=usage.output_tokens or 0,  # includes thinking tokens
+                cached_tokens=cache_read,
+                reasoning_tokens=(getattr(details, "thinking_tokens", 0) or 0) if details else 0,
+            ),
+            latency_s=latency,
+            finish_reason=FINISH_REASONS.get(reply.stop_reason or "end_turn", str(reply.stop_reason)),
+            constrained=mode,
+            model=getattr(reply, "model", "") or self.entry.model,
+        )
+        if mode == "json_schema" and request.constraint is not None and request.constraint.kind == "choice":
+            completion.text = unwrap_label(completion.text)
+        return completion
+
+    def map_error(self, exc: Exception) -> ProviderError:
+        """The retry decision for this SDK's exceptions."""
+        import anthropic
+
+        name = self.entry.name
+        if isinstance(exc, anthropic.APITimeoutError):
+            error = ProviderError(f"{name}: request timed out after {self.entry.timeout_s:g}s", retryable=True)
+        elif isinstance(exc, anthropic.APIConnectionError):
+            error = ProviderError(f"{name}: connection error: {exc}", retryable=True)
+        elif isinstance(exc, anthropic.APIStatusError):
+            status = exc.status_code
+            message = error_body_message(exc.body) or exc.message
+            error = ProviderError(
+                f"{name}: HTTP {status}: {message}",
+                retryable=is_retryable_status(status),
+                retry_after=retry_after_seconds(exc.response.headers if exc.response is not None else None),
+                status=status,
+            )
+        elif isinstance(exc, (anthropic.APIResponseValidationError, ValueError)):
+            error = ProviderError(f"{name}: malformed reply: {exc}")
+        else:
+            error = ProviderError(f"{name}: {type(exc).__name__}: {exc}")
+        return redacted_error(error, known_key(self.entry, self.key_envs))
+
+
+def _tool(tool: dict[str, Any]) -> dict[str, Any]:
+    fn = tool.get("function", tool)
+    return {
+        "name": fn["name"],
+        "description": fn.get("description", ""),
+        "input_schema": fn.get("parameters") or {"type": "object", "properties": {}},
+    }
+

@@ -1,0 +1,122 @@
+"""Helpers shared by the hosted-API providers (OpenAI, xAI, Anthropic, Gemini).
+
+No SDK is imported here: each provider imports its own SDK lazily.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import re
+import time
+from typing import Any
+
+from ..errors import ConfigError
+from .base import ProviderError
+
+REDACTED = "[REDACTED]"
+
+
+def api_key(entry: Any, env_names: tuple[str, ...]) -> str:
+    """The key from the entry's `api_key_env`, else the first set of the SDK's usual variables."""
+    names = (entry.api_key_env,) if entry.api_key_env else env_names
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    wanted = " or ".join(names)
+    raise ConfigError(f"model '{entry.name}' needs an API key: set the environment variable {wanted}")
+
+
+def redact(text: str, secret: str | None) -> str:
+    """Remove a key from a message: some APIs echo the key they were sent in error bodies."""
+    if not secret or len(secret) < 4:
+        return text
+    return text.replace(secret, REDACTED)
+
+
+def known_key(entry: Any, env_names: tuple[str, ...]) -> str | None:
+    """The key if set (for redaction), without failing when it is not."""
+    try:
+        return api_key(entry, env_names)
+    except ConfigError:
+        return None
+
+
+def redacted_error(error: ProviderError, secret: str | None) -> ProviderError:
+    """The same error with the key taken out of its message."""
+    clean = redact(str(error), secret)
+    if clean == str(error):
+        return error
+    return ProviderError(clean, retryable=error.retryable, retry_after=error.retry_after, status=error.status)
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """Retry-After as seconds: `retry-after-ms`, `retry-after` in seconds or as an HTTP date."""
+    if not headers:
+        return None
+    value = headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def is_retryable_status(status: int) -> bool:
+    # 408 request timeout, 409 lock contention, 429 rate limit, 5xx (incl. Anthropic's 529)
+    return status in (408, 409, 429) or status >= 500
+
+
+def unwrap_label(text: str) -> str:
+    """The label from a constrained `{"label": ...}` reply; the text itself otherwise."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text  # cut off by max_tokens, or a refusal: leave it for the scorer
+    if isinstance(value, dict) and isinstance(value.get("label"), str):
+        return value["label"]
+    return text
+
+
+def choice_schema(choices: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """An object with one enum field: every structured-output API takes it, bare enums not."""
+    return {
+        "type": "object",
+        "properties": {"label": {"type": "string", "enum": list(choices)}},
+        "required": ["label"],
+        "additionalProperties": False,
+    }
+
+
+_DURATION = re.compile(r"^\s*([0-9.]+)s\s*$")
+
+
+def parse_duration(value: Any) -> float | None:
+    """A google.protobuf.Duration in JSON form ("2s", "0.5s") as seconds."""
+    match = _DURATION.match(str(value)) if value is not None else None
+    return float(match.group(1)) if match else None
+
+
+def error_body_message(body: Any) -> str | None:
+    """The human message inside an API error body ({"error": {"message"}} or {"error": "..."})."""
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+        if isinstance(inner, str):
+            return inner
+    return None

@@ -1,0 +1,264 @@
+"""Google's Gemini API through the official `google-genai` SDK (imported lazily)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from .api_common import (
+    api_key,
+    choice_schema,
+    is_retryable_status,
+    known_key,
+    parse_duration,
+    redacted_error,
+    retry_after_seconds,
+    unwrap_label,
+)
+from .base import Completion, Provider, ProviderError, Request, ToolCall, Usage
+from .chat import with_tool_results
+
+TOOL_MODE = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
+# Gemini finish reasons that mean a filter stopped the answer.
+FILTERED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY",
+            "IMAGE_PROHIBITED_CONTENT", "MODEL_ARMOR"}
+
+
+def to_gemini(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """OpenAI-format chat messages -> Gemini contents (and any system texts found in them).
+
+    Assistant tool calls become function_call parts of a "model" turn and tool messages
+    function_response parts of a "user" turn; calls with no result get the synthetic one
+    (chat.with_tool_results). Gemini matches a response to its call by function name.
+    """
+    contents: list[dict[str, Any]] = []
+    systems: list[str] = []
+    names: dict[str, str] = {}
+
+    def add(role: str, parts: list[dict[str, Any]]) -> None:
+        if not parts:
+            return
+        if contents and contents[-1]["role"] == role:
+            contents[-1]["parts"].extend(parts)
+        else:
+            contents.append({"role": role, "parts": parts})
+
+    for message in with_tool_results(messages):
+        role = message.get("role")
+        text = _text_of(message.get("content"))
+        if role == "system":
+            systems.append(text)
+        elif role == "tool":
+            name = names.get(message.get("tool_call_id", ""), "tool")
+            add("user", [{"function_response": {"name": name, "response": _response_object(text)}}])
+        elif role == "assistant":
+            parts: list[dict[str, Any]] = [{"text": text}] if text else []
+            for call in message.get("tool_calls") or []:
+                names[call["id"]] = call["function"]["name"]
+                args = _json_object(call["function"]["arguments"])
+                parts.append({"function_call": {"name": call["function"]["name"], "args": args}})
+            add("model", parts)
+        else:
+            add("user", [{"text": text}] if text else [])
+    return contents, systems
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return "" if content is None else str(content)
+
+
+def _json_object(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, dict):
+        return raw
+    try:
+        value = json.loads(raw)
+    except (TypeError, ValueError):
+        return {"arguments": raw}
+    return value if isinstance(value, dict) else {"arguments": value}
+
+
+def _response_object(text: str) -> dict[str, Any]:
+    # function_response.response must be an object
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"result": text}
+    return value if isinstance(value, dict) else {"result": value}
+
+
+def _enum_name(value: Any) -> str:
+    return str(getattr(value, "value", value) or "")
+
+
+class GeminiProvider(Provider):
+    max_concurrency = 16  # hosted: limited by rate limits (rpm/tpm), not by a local server
+    # The SDK's own variables; it prefers GOOGLE_API_KEY when both are set, and so do we.
+    key_envs = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
+
+    def __init__(self, entry: Any) -> None:
+        super().__init__(entry)
+        self._client: Any = None
+
+    def check(self) -> None:
+        api_key(self.entry, self.key_envs)
+
+    def client(self) -> Any:
+        if self._client is None:
+            from google import genai
+            from google.genai import types
+
+            options = types.HttpOptions(
+                base_url=self.entry.base_url,
+                timeout=int(self.entry.timeout_s * 1000),  # milliseconds
+                # Retries are the engine's (it counts them and honours Retry-After).
+                retry_options=types.HttpRetryOptions(attempts=1),
+            )
+            self._client = genai.Client(api_key=api_key(self.entry, self.key_envs), http_options=options)
+        return self._client
+
+    def start(self) -> None:
+        self.client()
+
+    def close(self) -> None:
+        self._client = None  # its httpx client goes with the engine's event loop
+
+    def describe(self) -> dict[str, Any]:
+        return {"provider": "gemini", "model": self.entry.model, "base_url": self.entry.base_url,
+                "params": self.entry.params, "constraint_style": self.entry.constraint_style}
+
+    # --- request -------------------------------------------------------------
+    def build_body(self, request: Request) -> tuple[list[dict[str, Any]], dict[str, Any], str | None]:
+        contents, systems = to_gemini(list(request.messages))
+        system = "\n\n".join(s for s in [request.system or "", *systems] if s)
+        config: dict[str, Any] = {"max_output_tokens": request.max_tokens}
+        if system:
+            config["system_instruction"] = system
+        if request.temperature is not None:
+            config["temperature"] = request.temperature
+        if request.seed is not None:
+            config["seed"] = request.seed
+        mode: str | None = None
+        if request.tools:
+            declarations = []
+            for tool in request.tools:
+                fn = tool.get("function", tool)
+                declarations.append({"name": fn["name"], "description": fn.get("description", ""),
+                                     "parameters_json_schema": fn.get("parameters") or {"type": "object", "properties": {}}})
+            config["tools"] = [{"function_declarations": declarations}]
+            if request.tool_choice:
+                config["tool_config"] = {"function_calling_config": {"mode": TOOL_MODE[request.tool_choice]}}
+            mode = "native_tools"
+        elif request.constraint is not None and self.entry.constraint_style != "none":
+            c = request.constraint
+            config["response_mime_type"] = "application/json"
+            config["response_json_schema"] = choice_schema(c.choices) if c.kind == "choice" else c.schema
+            mode = "json_schema"
+        config.update(self.entry.params)  # e.g. thinking_config = { thinking_budget = 0 }
+        config.update(request.extra)
+        return contents, config, mode
+
+    async def complete(self, request: Request) -> Completion:
+        contents, config, mode = self.build_body(request)
+        started = time.perf_counter()
+        try:
+            reply = await self.client().aio.models.generate_content(model=self.entry.model, contents=contents,
+                                                                    config=config)
+        except Exception as exc:  # noqa: BLE001 - mapped to retry decisions below
+            raise self.map_error(exc) from None
+        return self.parse_reply(reply, time.perf_counter() - started, mode, request)
+
+    # --- reply -----------------------------------------------------------------
+    def parse_reply(self, reply: Any, latency: float, mode: str | None, request: Request) -> Completion:
+        candidates = reply.candidates or []
+        text_parts: list[str] = []
+        calls: list[ToolCall] = []
+        if candidates:
+            candidate = candidates[0]
+            parts = candidate.content.parts if candidate.content and candidate.content.parts else []
+            for part in parts:
+                if part.function_call is not None:
+                    calls.append(ToolCall(part.function_call.name or "", dict(part.function_call.args or {})))
+                elif part.text and not part.thought:  # thought summaries are not the answer
+                    text_parts.append(part.text)
+            reason = _enum_name(candidate.finish_reason)
+            if reason in ("STOP", ""):
+                finish = "tool_calls" if calls else "stop"
+            elif reason == "MAX_TOKENS":
+                finish = "length"
+            elif reason in FILTERED:
+                finish = "content_filter"
+            else:
+                finish = reason.lower()
+        elif reply.prompt_feedback is not None and reply.prompt_feedback.block_reason is not None:
+            # The prompt was blocked: Gemini's answer is a refusal, scored as such.
+            finish = "content_filter"
+        else:
+            raise ProviderError(f"{self.entry.name}: malformed reply: no candidates")
+        meta = reply.usage_metadata
+        thoughts = (meta.thoughts_token_count or 0) if meta else 0
+        completion = Completion(
+            text="".join(text_parts),
+            tool_calls=calls,
+            usage=Usage(
+                input_tokens=((meta.prompt_token_count or 0) + (meta.tool_use_prompt_token_count or 0)) if meta else 0,
+                # candidates_token_count leaves thinking out; it is billed as output.
+                output_tokens=((meta.candidates_token_count or 0) + thoughts) if meta else 0,
+                cached_tokens=(meta.cached_content_token_count or 0) if meta else 0,
+                reasoning_tokens=thoughts,
+            ),
+            latency_s=latency,
+            finish_reason=finish,
+            constrained=mode,
+            model=reply.model_version or self.entry.model,
+        )
+        if mode == "json_schema" and request.constraint is not None and request.constraint.kind == "choice":
+            completion.text = unwrap_label(completion.text)
+        return completion
+
+    def map_error(self, exc: Exception) -> ProviderError:
+        """The retry decision for this SDK's exceptions (and its HTTP layer's)."""
+        from google.genai import errors
+
+        name = self.entry.name
+        timeouts, transport = _http_errors()
+        if isinstance(exc, errors.APIError):
+            status = exc.code
+            response = getattr(exc, "response", None)
+            retry_after = retry_after_seconds(getattr(response, "headers", None)) or _retry_info(exc.details)
+            error = ProviderError(f"{name}: HTTP {status}: {exc.message or exc.status}",
+                                  retryable=is_retryable_status(status), retry_after=retry_after, status=status)
+        elif isinstance(exc, timeouts):
+            error = ProviderError(f"{name}: request timed out after {self.entry.timeout_s:g}s", retryable=True)
+        elif isinstance(exc, transport):
+            error = ProviderError(f"{name}: connection error: {type(exc).__name__}: {exc}", retryable=True)
+        elif isinstance(exc, ValueError):  # incl. json.JSONDecodeError and pydantic's ValidationError
+            error = ProviderError(f"{name}: malformed reply: {exc}")
+        else:
+            error = ProviderError(f"{name}: {type(exc).__name__}: {exc}")
+        return redacted_error(error, known_key(self.entry, self.key_envs))
+
+
+def _http_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """Timeout and transport exceptions of whichever httpx the SDK sends with (httpx2 or httpx)."""
+    timeouts: list[type] = []
+    transport: list[type] = []
+    for module_name in ("httpx2", "httpx"):
+        try:
+            module = __import__(module_name)
+        except ImportError:
+            continue
+        timeouts.append(module.TimeoutException)
+        transport.append(module.TransportError)
+    return tuple(timeouts), tuple(transport)
+
+
+def _retry_info(details: Any) -> float | None:
+    """google.rpc.RetryInfo's retryDelay: where Gemini says when to retry a 429."""
+    error = details.get("error") if isinstance(details, dict) else None
+    for item in (error or {}).get("details", []) if isinstance(error, dict) else []:
+        if isinstance(item, dict) and str(item.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            return parse_duration(item.get("retryDelay"))
+    return None

