@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .collect import SESSION_KEY, ProviderFailure
+from .collect import SESSION_KEY
 from .errors import DistillError
 from .models.base import Completion, ProviderError
 from .results import ERROR, MISS, PASS, SKIP, PROPERTY_PREFIX
@@ -204,7 +204,8 @@ class ModelHandle:
         except ProviderError as exc:
             if not _recorded(self._item):
                 self._session._record(_Target(self._item, self._case), ERROR, error=str(exc), scorer=_scorer(self._item))
-            raise ProviderFailure(f"error: {exc}") from None
+            # One line, no traceback: in setup, pytest reports it as an error, not a failure.
+            pytest.fail(f"error: {exc}", pytrace=False)
         self.last = completion
         return completion
 
@@ -217,7 +218,7 @@ def record_call(item: pytest.Item, session: DistillSession, exc: BaseException |
     case = case_of(item)
     if case is None or _recorded(item):
         return
-    if isinstance(exc, (KeyboardInterrupt, SystemExit, pytest.exit.Exception)):
+    if isinstance(exc, (KeyboardInterrupt, SystemExit, pytest.exit.Exception, pytest.xfail.Exception)):
         return
     target = _Target(item, case)
     handle = item.stash.get(_HANDLE, None)
@@ -226,13 +227,13 @@ def record_call(item: pytest.Item, session: DistillSession, exc: BaseException |
     if isinstance(exc, pytest.skip.Exception):
         session._record(target, SKIP, explanation=str(exc.msg if hasattr(exc, "msg") else exc), scorer=scorer)
         return
-    if exc is not None and not isinstance(exc, AssertionError):
+    if exc is not None and not isinstance(exc, (AssertionError, pytest.fail.Exception)):
         # The test could not decide (a bug, or unexpected data): an error, never a miss.
         session._record(target, ERROR, error=f"{type(exc).__name__}: {exc}"[:1000], scorer=scorer)
         return
     if isinstance(exc, ToolCallMismatch):
         score = exc.score
-    elif exc is not None:
+    elif exc is not None:  # a failed assert or pytest.fail(): the model's answer was wrong
         score = Score(False, 0.0, (str(exc).strip() or "assertion failed")[:1000])
     else:
         score = Score(True, 1.0, "")

@@ -20,8 +20,6 @@ from .errors import ConfigError
 from .report.json_report import SCHEMA_VERSION, validate
 from .results import MISS, PASS, Record
 
-MAX_LISTED = 50  # newly failing examples kept per suite x model in reports
-
 
 @dataclass
 class BaselineDelta:

@@ -41,7 +41,7 @@ class SuiteFile(pytest.File):
                 for example in examples:
                     name = item_name(suite.name, model, example, repetition, session.repeat)
                     yield ExampleItem.from_parent(self, name=name, example=example, model=model,
-                                                  repetition=repetition)
+                                                  repetition=repetition, **_structured_nodeid(self, name))
 
 
 class ExampleItem(pytest.Item):
@@ -70,8 +70,26 @@ class ExampleItem(pytest.Item):
             return str(excinfo.value)
         return super().repr_failure(excinfo, style)
 
+    def _repr_failure_py(self, excinfo, style=None):
+        # pytest formats setup-phase errors here, not in repr_failure: a provider's
+        # failure is one message, not a traceback through pluggy.
+        if isinstance(excinfo.value, ProviderFailure):
+            return str(excinfo.value)
+        return super()._repr_failure_py(excinfo, style)
+
     def reportinfo(self):
         return self.path, self.example.line - 1, f"{self.name} ({self.example.suite.test_file.name}:{self.example.line})"
+
+
+def _structured_nodeid(parent: pytest.Collector, name: str) -> dict[str, Any]:
+    """pytest >= 9 keeps node ids as NodeId(path, names, params) and parses --lf's stored
+    ids that way: an item named 'suite[model-id]' must carry 'model-id' as its params,
+    or --lf never matches it."""
+    parent_id = getattr(parent, "id", None)
+    base, bracket, params = name.partition("[")
+    if parent_id is None or not bracket or not hasattr(parent_id, "with_params"):
+        return {}
+    return {"nodeid": parent_id.child(base).with_params(params.removesuffix("]"))}
 
 
 SESSION_KEY = pytest.StashKey["DistillSession"]()

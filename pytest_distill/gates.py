@@ -78,16 +78,18 @@ def check_gate(summary: Summary, gate: Gate, regression_pp: float | None = None)
                       regression_pp=regression_pp, gate=gate)
 
 
-def exit_status(current: int, results: list[GateResult], failures: int, excused: int) -> int:
+def exit_status(current: int, results: list[GateResult], failures: int, excused: int,
+                stopped_early: bool = False) -> int:
     """The run's exit status once gates are applied.
 
     current: pytest's status; failures: failed test reports in the run; excused: those
     that are misses or errors of a suite x model whose gate passed. Without gate results
     the status is pytest's own. Statuses other than OK / TESTS_FAILED (interrupted,
-    usage or internal error, nothing collected) are never changed.
+    usage or internal error, nothing collected) are never changed, and a run stopped
+    early (-x, --maxfail) never passes: its gates saw only part of the examples.
     """
     if not results or current not in (EXIT_OK, EXIT_TESTS_FAILED):
         return current
     if any(not r.passed for r in results) or failures - excused > 0:
         return EXIT_TESTS_FAILED
-    return EXIT_OK
+    return current if stopped_early else EXIT_OK

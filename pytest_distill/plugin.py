@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from . import api
+from . import api, bench
 from .collect import SESSION_KEY
 from .errors import DistillError
 from .session import DistillSession
@@ -23,6 +23,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run every example N times as separate items (ids carry -rK)")
     group.addoption("--distill-models", dest="distill_models_file", metavar="FILE",
                     help="project models file (default: models.toml at the rootdir)")
+    group.addoption("--judge", dest="distill_judge", metavar="NAME",
+                    help="model that grades free-text answers (scorer 'judge'); default: the suite's "
+                         "distill.toml judge, else smollm2-135m (offline)")
     group.addoption("--distill-unconstrained", action="store_true", dest="distill_unconstrained",
                     help="don't constrain classification output to the label set")
     group.addoption("--min-pass-rate", type=float, dest="distill_min_pass_rate", metavar="RATE",
@@ -42,6 +45,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     choices=["off", "readwrite", "read", "write", "replay"],
                     help="off | readwrite (default with a DIR) | read (no stores) | write (refresh) | "
                          "replay (a miss is an error: offline CI)")
+    bench.add_options(group)
     parser.addini("distill_models_file", "project models file (default: models.toml at the rootdir)")
     parser.addini("distill_cache", "response cache directory (as --distill-cache)")
     parser.addini("distill_cache_mode", "response cache mode (as --distill-cache-mode)")
@@ -55,6 +59,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "distill_examples(suite, limit=None): set by @examples (pytest_distill.api)")
     session = DistillSession(config)
     try:
+        bench.check_options(config)
         session.configure()
     except DistillError as exc:
         raise pytest.UsageError(f"pytest-distill: {exc}") from None
@@ -73,7 +78,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     # Serial runs queue every request up front; xdist workers get items one batch at a
     # time and get their concurrency from the workers themselves.
     if not distill.is_worker and not session.config.getoption("collectonly"):
-        if not _xdist_controller(session.config):
+        if not _xdist_controller(session.config) and not session.config.getoption("distill_bench"):
             distill.prefetch(session.items)
 
 
@@ -91,6 +96,13 @@ def distill_predictions(request: pytest.FixtureRequest):
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     api.generate_tests(metafunc, metafunc.config.stash[SESSION_KEY])
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    distill = item.config.stash[SESSION_KEY]
+    if distill.is_worker:  # serial runs prefetched everything at collection finish
+        distill.prefetch_window(item, nextitem)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -173,6 +185,17 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     distill = config.stash.get(SESSION_KEY, None)
     if distill is not None and not distill.is_worker:
         distill.terminal_summary(terminalreporter)
+        bench.terminal_summary(distill, terminalreporter)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session):
+    """--distill-bench: replay the collected items' requests under load instead of running them."""
+    if not session.config.getoption("distill_bench") or session.config.getoption("collectonly"):
+        return None
+    distill = session.config.stash[SESSION_KEY]
+    distill.bench_results = bench.run_for_session(distill, session.items)
+    return True
 
 
 def _xdist_controller(config: pytest.Config) -> bool:

@@ -17,23 +17,28 @@ from typing import Any
 import pytest
 
 from . import api, scoring
+from .baseline import BaselineDelta, baseline_records, compare_to_baseline, format_delta, load_baseline
 from .cache import SqliteCache, open_cache
 from .collect import ExampleItem, Miss, ProviderFailure, SuiteFile
+from .compare import SuiteComparison, compare, format_comparison
 from .cost import api_cost, self_hosted_cost_per_request, sustained_rate
 from .engine import Engine
 from .errors import ConfigError, DistillError
-from .baseline import BaselineDelta, baseline_records, compare_to_baseline, format_delta, load_baseline
-from .compare import SuiteComparison, compare, format_comparison
 from .gates import Gate, GateResult, check_gate, exit_status
 from .models.base import ProviderError
 from .models.registry import DEFAULT_GPU_HOURLY_USD, ModelEntry, Registry, create_provider
+from .report.generation import generation_lines
 from .report.terminal import format_table, money, summary_rows
+from .scoring.base import ScoringError
+from .scoring.judge import Judge
 from .results import ERROR, MISS, PASS, SKIP, Record, Summary, summarize
+from .bench import saved_rate as saved_bench_rate
 from .server import ServerPool, attach_from_worker_input
 from .suite import SuiteSettings, build_request, is_suite_dir
 from .suite.loader import JOB_FILE, SETTINGS_FILE, TEST_FILES, find_test_file, read_settings
 
 DEFAULT_MODEL = "smollm2-135m"
+DEFAULT_JUDGE = "smollm2-135m"  # offline default; --judge or distill.toml `judge` for a real one
 
 
 class DistillSession:
@@ -59,10 +64,14 @@ class DistillSession:
         self.entries: dict[str, ModelEntry] = {}
         self.records: list[Record] = []
         self.gate_results: list[GateResult] = []
+        self.bench_results: list = []  # --distill-bench (bench.py)
         self._engine: Engine | None = None
         self.cache: SqliteCache | None = None
         self.servers = ServerPool()  # managed model servers (vLLM), controller side
         self._settings_cache: dict[str, SuiteSettings] = {}
+        self.judge_name: str | None = config.getoption("distill_judge", None)
+        self._judge_entries: dict[str, ModelEntry] = {}
+        self._judged: dict[str, Any] = {}  # nodeid -> the judge's Score, made in setup
 
     # --- start-up ------------------------------------------------------
     def _models_file(self) -> Path | None:
@@ -103,8 +112,14 @@ class DistillSession:
                 entry.n_threads = max(1, (os.cpu_count() or 1) // workers)
             if self.cache is None or not self.cache.replay_only:  # replay never calls the API: no key needed
                 create_provider(entry).check()
+            if self.is_worker and workers > 1:
+                # The in-flight limit is the model's, not each worker's: share it out.
+                limit = entry.max_concurrency or create_provider(entry).max_concurrency
+                entry.max_concurrency = max(1, -(-limit // workers))
             self.entries[name] = entry
         self.model_names = list(self.entries)
+        if self.judge_name:  # resolve now: a typo stops the run before any request
+            self.judge_entry(self.judge_name)
 
     @property
     def engine(self) -> Engine:
@@ -125,7 +140,8 @@ class DistillSession:
             return
         if self.cache is not None and self.cache.replay_only:
             return  # replay never calls the model
-        entries = [e for e in self.entries.values() if self.servers.needs_server(e)]
+        # --judge was resolved in configure(): a managed judge gets its server too.
+        entries = [e for e in (*self.entries.values(), *self._judge_entries.values()) if self.servers.needs_server(e)]
         if not entries:
             return
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
@@ -172,6 +188,20 @@ class DistillSession:
             elif (case := api.case_of(item)) is not None and "model" in item.fixturenames:
                 self.engine.submit(self.entries[case.model], self.request_for(case), case.repetition)  # @examples tests
 
+    def prefetch_window(self, item: pytest.Item, nextitem: pytest.Item | None = None) -> None:
+        """xdist workers: queue the requests of this item and of the next ones this worker
+        was given (a window as wide as the in-flight limit), so a worker keeps the server
+        as busy as a serial run does. Items the controller takes back are only wasted
+        requests: records come from reports alone."""
+        queue = _xdist_worker_queue(self.config)
+        if queue is None or not self.entries:  # not an xdist worker
+            return
+        window = max(e.max_concurrency or 1 for e in self.entries.values())
+        with queue.lock() as pending:
+            upcoming = [i for i in list(pending)[:window] if isinstance(i, int)]
+        items = item.session.items
+        self.prefetch([item] + ([nextitem] if nextitem is not None else []) + [items[i] for i in upcoming if i < len(items)])
+
     # --- running -------------------------------------------------------
     def _record(self, item: ExampleItem, outcome: str, **values: Any) -> Record:
         suite = item.example.suite
@@ -192,33 +222,87 @@ class DistillSession:
             pytest.skip(reason)
         entry = self.entries[item.model]
         try:
-            return self.engine.complete(entry, self.request_for(item), item.repetition)
+            completion = self.engine.complete(entry, self.request_for(item), item.repetition)
         except ProviderError as exc:
             self._record(item, ERROR, error=str(exc), scorer=name)
             raise ProviderFailure(f"error: {exc}") from None
+        if scoring.needs_judge(name):
+            # The judge is a second model call: made in setup as well, so that its failure is
+            # a pytest error like the model's own, never a miss.
+            self._judged[item.nodeid] = self._score_or_error(item, completion, name)
+        return completion
 
     def score(self, item: ExampleItem) -> None:
         completion = item.completion
-        entry = self.entries[item.model]
         name = scoring.scorer_name_for(item.example)
-        result = scoring.get_scorer(name)(item.example, completion)
-        self.record_answer(item, completion, result, name)
+        result = self._judged.pop(item.nodeid, None) or self._score_or_error(item, completion, name)
+        extra = {**_jsonable(result.details), **self._also(item, completion, name)}
+        self.record_answer(item, completion, result, name, extra=extra)
         if not result.passed:
             raise Miss(f"miss: {result.explanation}")
 
-    def record_answer(self, item, completion, result, scorer: str) -> None:
-        """The Record of a scored answer (also used by @examples tests, see api.py)."""
+    # --- judge and generation scorers ------------------------------------
+    def judge_entry(self, name: str) -> ModelEntry:
+        """The judge's entry: an evaluated model's own entry when it is one (one provider, one load)."""
+        entry = self.entries.get(name) or self._judge_entries.get(name)
+        if entry is None:
+            entry = self.registry.get(name)
+            if entry.provider == "llama-cpp" and entry.n_threads is None:
+                workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+                entry.n_threads = max(1, (os.cpu_count() or 1) // workers)
+            if self.cache is None or not self.cache.replay_only:
+                create_provider(entry).check()
+            self._judge_entries[name] = entry
+        return entry
+
+    def judge_for(self, item: ExampleItem) -> Judge:
+        """--judge, else the suite's distill.toml judge, else the embedded model. Its requests go
+        through the engine: same cache, retries and rate limits as the evaluated models."""
+        name = self.judge_name or item.example.suite.settings.judge or DEFAULT_JUDGE
+        entry = self.judge_entry(name)
+        return Judge(lambda request: self.engine.complete(entry, request), name=name,
+                     cost=lambda usage: api_cost(entry, usage))
+
+    def _score_or_error(self, item: ExampleItem, completion, name: str):
+        """Score, or record an error and raise ProviderFailure when the answer can't be scored
+        (no readable judge verdict, a reference query that fails): never a pass or a miss."""
+        try:
+            kwargs = {"judge": self.judge_for(item)} if scoring.needs_judge(name) else {}
+            return scoring.get_scorer(name)(item.example, completion, **kwargs)
+        except (ScoringError, DistillError) as exc:
+            self.record_answer(item, completion, None, name, error=str(exc))
+            raise ProviderFailure(f"error: {exc}") from None
+
+    def _also(self, item: ExampleItem, completion, primary: str) -> dict[str, Any]:
+        """distill.toml `also` scorers: recorded into Record.extra["also"], never gating."""
+        results: dict[str, Any] = {}
+        for name in item.example.suite.settings.also:
+            if name == primary:
+                continue
+            try:
+                kwargs = {"judge": self.judge_for(item)} if scoring.needs_judge(name) else {}
+                score = scoring.get_scorer(name)(item.example, completion, **kwargs)
+            except (ScoringError, DistillError) as exc:
+                results[name] = {"error": str(exc)}
+                continue
+            results[name] = {"value": round(score.value, 4), "passed": score.passed, **_jsonable(score.details)}
+        return {"also": results} if results else {}
+
+    def record_answer(self, item, completion, result, scorer: str, *, extra: dict[str, Any] | None = None,
+                      error: str = "") -> None:
+        """The Record of a scored answer (also used by @examples tests, see api.py); with
+        `error` (and no result) an answer that could not be scored."""
         entry = self.entries[item.model]
         usage = completion.usage
         self._record(
-            item, PASS if result.passed else MISS,
-            score=result.value, latency_s=completion.latency_s, input_tokens=usage.input_tokens,
+            item, ERROR if error else PASS if result.passed else MISS, error=error, extra=extra or {},
+            score=result.value if result else None, latency_s=completion.latency_s, input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens, cached_tokens=usage.cached_tokens,
             reasoning_tokens=usage.reasoning_tokens, cost_usd=api_cost(entry, usage),
             finished_at=completion.finished_at or time.time(), cached=completion.cached,
             constrained=completion.constrained, finish_reason=completion.finish_reason,
             output=completion.text if not completion.tool_calls else _show([c.to_dict() for c in completion.tool_calls]),
-            explanation=result.explanation, scorer=scorer,
+            explanation=result.explanation if result else error, scorer=scorer,
         )
 
     # --- the controller's side ------------------------------------------
@@ -270,9 +354,13 @@ class DistillSession:
                              if r.suite == s.suite and r.model == s.model and r.finished_at and r.latency_s
                              and not r.cached and r.outcome in (PASS, MISS)]
                 rate = sustained_rate(intervals)
-                per_request = self_hosted_cost_per_request(entry.gpu_hourly_usd, rate)
                 hourly = entry.gpu_hourly_usd if entry.gpu_hourly_usd is not None else DEFAULT_GPU_HOURLY_USD
                 basis = f"${hourly:.2f}/h GPU / {rate:.2f} req/s measured" if rate else "-"
+                bench_run = saved_bench_rate(self.config, entry)  # a --distill-bench rate, when there is one
+                if bench_run is not None:
+                    rate = bench_run["requests_per_s"]
+                    basis = f"${hourly:.2f}/h GPU / {rate:.2f} req/s (--distill-bench, c={bench_run['concurrency']})"
+                per_request = self_hosted_cost_per_request(entry.gpu_hourly_usd, rate)
             costs[(s.suite, s.model)] = (per_request, basis if per_request is not None else "-")
         return costs
 
@@ -302,6 +390,8 @@ class DistillSession:
         skipped = sum(s.skipped for s in summaries)
         if skipped:
             terminalreporter.write_line(f"{skipped} item(s) skipped: no scorer yet for their task type")
+        for line in generation_lines(self.records):
+            terminalreporter.write_line(line)
         for line in self.cost_notes():
             terminalreporter.write_line(line)
 
@@ -313,8 +403,8 @@ class DistillSession:
                          f"${DEFAULT_GPU_HOURLY_USD:.2f}) / (requests/s x 3600); requests/s = answers (not cached, "
                          "not errors) / seconds from the first request's start to the last answer, in this run")
         if any(not e.self_hosted for e in self.entries.values()):
-            notes.append("API cost = input tokens x input price + cached input tokens x cached price + output "
-                         "tokens (incl. reasoning) x output price, per request, at the models file's dated prices")
+            notes.append("API cost per request = uncached input tokens x input price + cached input tokens x "
+                         "cached price + output tokens (incl. reasoning) x output price, at the models file's dated prices")
         cached = sum(r.cached for r in self.records)
         if cached:
             notes.append(f"{cached} answer(s) came from the response cache: left out of latency and throughput")
@@ -339,7 +429,8 @@ class DistillSession:
                 self.gate_results.append(check_gate(s, gate, regressions.get(key)))
         gated_ok = {(g.suite, g.model) for g in self.gate_results if g.passed}
         excused = sum(1 for r in self.records if r.outcome in (MISS, ERROR) and (r.suite, r.model) in gated_ok)
-        status = exit_status(int(session.exitstatus), self.gate_results, session.testsfailed, excused)
+        status = exit_status(int(session.exitstatus), self.gate_results, session.testsfailed, excused,
+                             stopped_early=bool(session.shouldfail or session.shouldstop))
         if status != session.exitstatus:
             session.exitstatus = pytest.ExitCode(status)
         add_gate_testcases(self.config, self.gate_results)  # before junitxml writes its file
@@ -354,11 +445,27 @@ class DistillSession:
                 self.report_problem = f"{exc.filename or self.report_dir}: {exc.strerror}"
 
 
+def _xdist_worker_queue(config: pytest.Config):
+    """The worker's queue of item indices still to run (xdist's WorkerInteractor.torun)."""
+    for plugin in config.pluginmanager.get_plugins():
+        if type(plugin).__name__ == "WorkerInteractor":
+            queue = getattr(plugin, "torun", None)
+            return queue if hasattr(queue, "lock") else None
+    return None
+
+
 def _relative(path: Path, root: Path) -> str:
     try:
         return str(path.resolve().relative_to(root.resolve()))
     except ValueError:
         return str(path.resolve())
+
+
+def _jsonable(value: Any) -> Any:
+    """Scorer details as plain JSON data: records travel through xdist and into reports."""
+    import json
+
+    return json.loads(json.dumps(value, default=str))
 
 
 def _show(value: Any) -> str:

@@ -43,6 +43,15 @@ def _question_text(body: dict[str, Any]) -> str:
     return ""
 
 
+def _toml(value: Any) -> str:
+    """A TOML value: JSON's scalars and arrays are TOML too; tables become inline tables."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(value)
+
+
 def _rows_of(spec: str) -> set[int] | None:
     """'wrong:1,3' -> {1, 3}; 'wrong' -> None (every row)."""
     _, _, listed = spec.partition(":")
@@ -56,9 +65,11 @@ class _Server(ThreadingHTTPServer):
 
 class FakeChatServer:
     def __init__(self, rows: Iterable[Any] = (), responder: Responder | None = None) -> None:
+        self.rows: list[dict[str, Any]] = [r if isinstance(r, dict) else {"question": r[0], "answer": r[1]}
+                                           for r in rows]
         self.answers: dict[str, tuple[int, str]] = {}
-        for index, row in enumerate(rows, start=1):
-            question, answer = (row["question"], row["answer"]) if isinstance(row, dict) else row
+        for index, row in enumerate(self.rows, start=1):
+            question, answer = row["question"], row["answer"]
             # The loader may strip surrounding whitespace; match on the stripped text.
             self.answers[str(question).strip()] = (index, str(answer))
         self.responder = responder
@@ -117,13 +128,16 @@ class FakeChatServer:
         assert self._server is not None, "start() the server first"
         return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
 
-    def models_toml(self, **specs: str) -> str:
-        """models.toml entries NAME = SPEC, all served by this server."""
-        return "".join(
-            f'["{name}"]\nprovider = "openai-compatible"\nmodel = "{spec}"\nbase_url = "{self.url}"\n'
-            "temperature = 0.0\nmax_retries = 0\nconstraint_style = \"none\"\n\n"
-            for name, spec in specs.items()
-        )
+    def models_toml(self, **specs: str | dict[str, Any]) -> str:
+        """models.toml entries NAME = SPEC, all served by this server. A dict spec gives more
+        fields: {"spec": "even", "gpu_hourly_usd": 0.01}."""
+        out = []
+        for name, spec in specs.items():
+            given = dict(spec) if isinstance(spec, dict) else {"spec": spec}
+            fields = {"provider": "openai-compatible", "model": given.pop("spec"), "base_url": self.url,
+                      "temperature": 0.0, "max_retries": 0, "constraint_style": "none", **given}
+            out.append(f'["{name}"]\n' + "".join(f"{k} = {_toml(v)}\n" for k, v in fields.items()) + "\n")
+        return "".join(out)
 
     # --- answering -----------------------------------------------------------
     def handle(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -172,3 +186,14 @@ def numbered_rows(n: int) -> list[dict[str, str]]:
 
     return [{"question": f"{TOPIC_ROWS[i % len(TOPIC_ROWS)][0]} (item {i + 1})",
              "answer": TOPIC_ROWS[i % len(TOPIC_ROWS)][1]} for i in range(n)]
+
+
+def distill_project(pytester: Any, server: FakeChatServer, models: dict[str, Any],
+                    suites: dict[str, str | None] | None = None, extra_models: str = "") -> None:
+    """In a pytester dir: suites/<name> for each suite (its distill.toml text, or None for
+    none), all with the server's rows, and a models.toml of NAME = SPEC entries."""
+    from suitefiles import write_suite
+
+    for name, settings in (suites or {"topics": None}).items():
+        write_suite(pytester.path / "suites" / name, rows=server.rows, settings=settings)
+    pytester.makefile(".toml", models=server.models_toml(**models) + extra_models)

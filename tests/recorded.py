@@ -31,7 +31,7 @@ class RecordedServer:
     def __init__(self) -> None:
         self.replies: list[dict[str, Any]] = []
         self.responder: Callable[[dict[str, Any]], dict[str, Any]] | None = None
-        self.requests: list[dict[str, Any]] = []  # what the SDKs sent: method, path, headers, json
+        self.requests: list[dict[str, Any]] = []  # what the SDKs sent: method, path, headers (lower-case), json
         self._lock = threading.Lock()
         server = self
 
@@ -45,7 +45,8 @@ class RecordedServer:
                     body = json.loads(raw) if raw else None
                 except ValueError:
                     body = raw.decode(errors="replace")
-                request = {"method": self.command, "path": self.path, "headers": dict(self.headers), "json": body}
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                request = {"method": self.command, "path": self.path, "headers": headers, "json": body}
                 with server._lock:
                     server.requests.append(request)
                     if server.responder is not None:
@@ -80,7 +81,7 @@ class RecordedServer:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def url(self) -> str:
@@ -122,3 +123,84 @@ def closed_port_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+# --- whole runs: a suite answered by the recorded API ----------------------------
+ROOT = FIXTURES.parent
+BANKING77 = ROOT / "suites" / "banking77"
+
+
+def suite_answers(folder: Path = BANKING77) -> dict[str, str]:
+    import csv
+
+    with (folder / "test.csv").open(newline="") as fh:
+        return {row["question"].strip(): row["answer"].strip() for row in csv.DictReader(fh)}
+
+
+def _question(api: str, body: dict[str, Any]) -> str:
+    if api == "anthropic":
+        blocks = body["messages"][-1]["content"]
+        return "".join(b.get("text", "") for b in blocks if b.get("type") == "text").strip()
+    if api == "gemini":
+        return "".join(p.get("text", "") for p in body["contents"][-1]["parts"]).strip()
+    return str(body["messages"][-1]["content"]).strip()
+
+
+def _with_text(api: str, answer: dict[str, Any], text: str) -> dict[str, Any]:
+    body = answer["body"]
+    if api == "anthropic":
+        body["content"] = [{"type": "text", "text": text}]
+    elif api == "gemini":
+        body["candidates"][0]["content"]["parts"] = [{"text": text}]
+    else:
+        body["choices"][0]["message"]["content"] = text
+    return answer
+
+
+class LabelResponder:
+    """Answers each classification request with the recorded success reply carrying the
+    right label, except on the occurrences listed in `wrong_on` {question: {1, 3}}: the
+    same request comes once per repetition, so "the 3rd time" makes an example flip."""
+
+    def __init__(self, api: str, answers: dict[str, str], wrong_on: dict[str, set[int]] | None = None,
+                 error: dict[str, Any] | None = None) -> None:
+        self.api = api
+        self.answers = answers
+        self.wrong_on = wrong_on or {}
+        self.error = error  # a recorded error reply to send instead, to every request
+        self.seen: dict[str, int] = {}
+
+    def __call__(self, request: dict[str, Any]) -> dict[str, Any]:
+        if self.error is not None:
+            return copy.deepcopy(self.error)
+        question = _question(self.api, request["json"])
+        self.seen[question] = self.seen.get(question, 0) + 1
+        label = self.answers.get(question, "unknown")
+        if self.seen[question] in self.wrong_on.get(question, set()):
+            label = "wrong_label"
+        return _with_text(self.api, reply(self.api, "success"), json.dumps({"label": label}))
+
+
+def make_project(pytester: Any, models_toml: str = "") -> None:
+    """banking77 under suites/, a pytest.ini (so the rootdir is the project) and models.toml."""
+    import shutil
+
+    shutil.copytree(BANKING77, pytester.path / "suites" / "banking77")
+    pytester.makeini("[pytest]\n")
+    if models_toml:
+        (pytester.path / "models.toml").write_text(models_toml)
+
+
+def table(lines: list[str]) -> dict[str, dict[str, str]]:
+    """The pytest-distill summary table as {model: {column: cell}} (cells are 2+ spaces apart)."""
+    import re
+
+    start = next(i for i, line in enumerate(lines) if line.startswith("suite ") and "pass rate" in line)
+    header = re.split(r"\s{2,}", lines[start].strip())
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("banking77"):
+            break
+        cells = re.split(r"\s{2,}", line.strip())
+        rows[cells[1]] = dict(zip(header, cells))
+    return rows

@@ -12,6 +12,7 @@ from .api_common import (
     is_retryable_status,
     known_key,
     redacted_error,
+    require_package,
     retry_after_seconds,
     unwrap_label,
 )
@@ -88,6 +89,7 @@ class AnthropicProvider(Provider):
         self._client: Any = None
 
     def check(self) -> None:
+        require_package(self.entry, "anthropic")
         api_key(self.entry, self.key_envs)
 
     def client(self) -> Any:
@@ -153,7 +155,8 @@ class AnthropicProvider(Provider):
             raise ProviderError(f"{self.entry.name}: malformed reply: no content")
         # thinking / redacted_thinking blocks are left out: they are not the answer.
         text = "".join(b.text for b in blocks if getattr(b, "type", None) == "text")
-        calls = [ToolCall(b.name, arguments_from_json(b.input)) for b in blocks if getattr(b, "type", None) == "tool_use"]
+        calls = [ToolCall(b.name, arguments_from_json(b.input))
+                 for b in blocks if getattr(b, "type", None) == "tool_use"]
         usage = reply.usage
         cache_read = getattr(usage, "cache_read_input_tokens", None) or 0
         cache_write = getattr(usage, "cache_creation_input_tokens", None) or 0

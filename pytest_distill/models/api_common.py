@@ -36,6 +36,19 @@ def redact(text: str, secret: str | None) -> str:
     return text.replace(secret, REDACTED)
 
 
+def require_package(entry: Any, module: str) -> None:
+    """Fail at session start, not at the first request, when the SDK is not installed."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        raise ConfigError(f"model '{entry.name}' needs the package '{module}', which is not installed: "
+                          "pip install 'pytest-distill[api]'")
+
+
 def known_key(entry: Any, env_names: tuple[str, ...]) -> str | None:
     """The key if set (for redaction), without failing when it is not."""
     try:
@@ -112,7 +125,10 @@ def parse_duration(value: Any) -> float | None:
 
 
 def error_body_message(body: Any) -> str | None:
-    """The human message inside an API error body ({"error": {"message"}} or {"error": "..."})."""
+    """The human message inside an API error body ({"error": {"message"}} or {"error": "..."});
+    SDKs may hand over the inner part only."""
+    if isinstance(body, str) and body.strip():
+        return body
     if isinstance(body, dict):
         inner = body.get("error", body)
         if isinstance(inner, dict) and inner.get("message"):

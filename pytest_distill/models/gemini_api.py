@@ -13,6 +13,7 @@ from .api_common import (
     known_key,
     parse_duration,
     redacted_error,
+    require_package,
     retry_after_seconds,
     unwrap_label,
 )
@@ -103,6 +104,7 @@ class GeminiProvider(Provider):
         self._client: Any = None
 
     def check(self) -> None:
+        require_package(self.entry, "google.genai")
         api_key(self.entry, self.key_envs)
 
     def client(self) -> Any:
@@ -112,6 +114,7 @@ class GeminiProvider(Provider):
 
             options = types.HttpOptions(
                 base_url=self.entry.base_url,
+                api_version="v1beta",  # the SDK's default for the Gemini API, also with a base_url
                 timeout=int(self.entry.timeout_s * 1000),  # milliseconds
                 # Retries are the engine's (it counts them and honours Retry-After).
                 retry_options=types.HttpRetryOptions(attempts=1),
@@ -133,7 +136,9 @@ class GeminiProvider(Provider):
     def build_body(self, request: Request) -> tuple[list[dict[str, Any]], dict[str, Any], str | None]:
         contents, systems = to_gemini(list(request.messages))
         system = "\n\n".join(s for s in [request.system or "", *systems] if s)
-        config: dict[str, Any] = {"max_output_tokens": request.max_tokens}
+        # The SDK never runs functions for us: the call itself is the answer.
+        config: dict[str, Any] = {"max_output_tokens": request.max_tokens,
+                                  "automatic_function_calling": {"disable": True}}
         if system:
             config["system_instruction"] = system
         if request.temperature is not None:
@@ -145,8 +150,9 @@ class GeminiProvider(Provider):
             declarations = []
             for tool in request.tools:
                 fn = tool.get("function", tool)
+                schema = fn.get("parameters") or {"type": "object", "properties": {}}
                 declarations.append({"name": fn["name"], "description": fn.get("description", ""),
-                                     "parameters_json_schema": fn.get("parameters") or {"type": "object", "properties": {}}})
+                                     "parameters_json_schema": schema})
             config["tools"] = [{"function_declarations": declarations}]
             if request.tool_choice:
                 config["tool_config"] = {"function_calling_config": {"mode": TOOL_MODE[request.tool_choice]}}
@@ -161,11 +167,19 @@ class GeminiProvider(Provider):
         return contents, config, mode
 
     async def complete(self, request: Request) -> Completion:
+        from google.genai import types
+
         contents, config, mode = self.build_body(request)
+        try:
+            # Typed, so nested params (thinking_config = {...}) get the API's field names.
+            typed = types.GenerateContentConfig.model_validate(config)
+        except ValueError as exc:
+            raise ProviderError(
+                f"{self.entry.name}: invalid request config (check params in the models file): {exc}") from None
         started = time.perf_counter()
         try:
             reply = await self.client().aio.models.generate_content(model=self.entry.model, contents=contents,
-                                                                    config=config)
+                                                                    config=typed)
         except Exception as exc:  # noqa: BLE001 - mapped to retry decisions below
             raise self.map_error(exc) from None
         return self.parse_reply(reply, time.perf_counter() - started, mode, request)

@@ -60,8 +60,18 @@ def has_vllm(python: str) -> bool:
 
 
 def is_local_model(spec: str) -> bool:
-    """A folder path rather than a Hugging Face id ('org/name')."""
-    return spec.startswith(("/", "~", "./", "../")) or Path(spec).expanduser().exists()
+    """A folder path (or cache:NAME) rather than a Hugging Face id ('org/name')."""
+    return spec.startswith(("/", "~", "./", "../", "cache:")) or Path(spec).expanduser().exists()
+
+
+def model_folder(spec: str) -> Path:
+    """`cache:NAME` -> NAME in pytest-distill's cache folder (where the convert command
+    writes; $DISTILL_CACHE_DIR or ~/.cache/pytest-distill); else the path itself."""
+    if spec.startswith("cache:"):
+        from ..convert import cache_dir
+
+        return cache_dir() / spec[len("cache:"):]
+    return Path(spec).expanduser()
 
 
 def _resolve_arg(arg: str) -> str:
@@ -104,9 +114,9 @@ def check_entry(entry: Any) -> None:
         raise ConfigError(f"model '{entry.name}': the vLLM interpreter {python} does not exist "
                           f"(set {PYTHON_ENV} or the entry's 'python'; see docs/vllm.md)")
     if is_local_model(entry.model):
-        folder = Path(entry.model).expanduser()
+        folder = model_folder(entry.model)
         if not folder.is_dir():
-            hint = " (build it with: python -m pytest_distill.convert)" if "pytest-distill" in str(folder) else ""
+            hint = " (build it with: python -m pytest_distill.convert)" if entry.model.startswith("cache:") else ""
             raise ConfigError(f"model '{entry.name}': model folder not found: {folder}{hint}")
         if not (folder / "config.json").is_file():
             raise ConfigError(f"model '{entry.name}': {folder} is not a Hugging Face model folder (no config.json)")
@@ -133,7 +143,7 @@ def plan_server(entry: Any, log_dir: Path) -> ManagedServer:
     port_arg = _option(args, "--port")
     port = int(port_arg) if port_arg and port_arg.isdigit() else free_port(host)
     args = _without(_without(args, "--host"), "--port")
-    model = str(Path(entry.model).expanduser()) if is_local_model(entry.model) else entry.model
+    model = str(model_folder(entry.model)) if is_local_model(entry.model) else entry.model
     command = [python, str(LAUNCHER), "serve", model, "--host", host, "--port", str(port)]
     if _option(args, "--served-model-name") is None:
         command += ["--served-model-name", entry.model]  # what requests name as "model"
@@ -184,6 +194,18 @@ class VLLMProvider(OpenAICompatibleProvider):
         if self.entry.base_url:
             described["base_url"] = self.entry.base_url
         return described
+
+    def build_body(self, request: Request) -> tuple[dict[str, Any], str | None]:
+        body, mode = super().build_body(request)
+        extra = body.get("extra_body")
+        if extra and not request.tools and "tool_choice" in extra:
+            # params.tool_choice (e.g. "required" for a small model) concerns tool requests
+            # only: vLLM answers 400 to a tool_choice without tools.
+            extra = {k: v for k, v in extra.items() if k != "tool_choice"}
+            body["extra_body"] = extra
+            if not extra:
+                del body["extra_body"]
+        return body, mode
 
     async def complete(self, request: Request) -> Completion:
         info = info_for(self.entry.name)

@@ -181,10 +181,11 @@ def latency_chart(suite: str, models: list[str], samples: dict[str, list[float]]
     label_w, plot_w, right_w, row_h, top, bottom = 150, 330, 30, 34, 12, 36
     width, height = label_w + plot_w + right_w, top + row_h * len(rows) + bottom
     high = max(max(samples[m]) for m in rows)
-    ticks = nice_ticks(0, high * 1000 or 1, 5)
+    scale, unit = (1.0, "seconds") if high >= 10 else (1000.0, "milliseconds")  # readable tick labels
+    ticks = nice_ticks(0, high * scale or 1, 5)
 
     def x(seconds: float) -> float:
-        return label_w + plot_w * seconds * 1000 / (ticks[-1] or 1)
+        return label_w + plot_w * seconds * scale / (ticks[-1] or 1)
 
     parts = [f'<svg class="chart latency" data-suite="{_e(suite)}" role="img" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">',
@@ -194,7 +195,7 @@ def latency_chart(suite: str, models: list[str], samples: dict[str, list[float]]
         px = label_w + plot_w * t / (ticks[-1] or 1)
         parts.append(f'<line class="grid" x1="{_f(px)}" x2="{_f(px)}" y1="{top}" y2="{top + row_h * len(rows)}"/>'
                      f'<text x="{_f(px)}" y="{top + row_h * len(rows) + 14}" text-anchor="middle">{t:g}</text>')
-    parts.append(f'<text x="{label_w + plot_w / 2}" y="{height - 6}" text-anchor="middle">milliseconds</text></g>')
+    parts.append(f'<text x="{label_w + plot_w / 2}" y="{height - 6}" text-anchor="middle">{unit}</text></g>')
     for i, model in enumerate(rows):
         values = sorted(samples[model])
         q = {p: stats.percentile(values, p) for p in (5, 25, 50, 75, 95, 99)}

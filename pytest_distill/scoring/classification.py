@@ -22,7 +22,7 @@ def normalize_label(text: str) -> str:
 
 def exact_match(expected: str, got: str) -> Score:
     passed = normalize_label(got) == normalize_label(expected)
-    shown = got.strip().replace("\n", "\\n")
+    shown = got.strip()  # repr() below escapes newlines: the message stays one line
     if len(shown) > 120:
         shown = shown[:117] + "..."
     explanation = f"expected {expected!r}, got {shown!r}"

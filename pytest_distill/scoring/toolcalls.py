@@ -88,15 +88,14 @@ def _calls_from_text(text: str) -> Extraction:
         return Extraction(calls, True)
     if found_json:
         return Extraction([], True, f'the JSON holds no {{"name", "parameters"}} call: {_excerpt(body)}')
+    if "{" in body or "[" in body:  # e.g. a call cut off by max_tokens
+        return Extraction([], False, f"invalid or unfinished JSON in the reply: {_excerpt(body)}")
     return Extraction([], False, f"no JSON in the reply: {_excerpt(body)}")
 
 
 def _json_values(text: str) -> Iterable[Any]:
-    """The whole text as JSON, else every JSON object or array embedded in it.
-
-    A decoded value that is not a call is searched inside (a wrapper such as
-    {"function_call": {...}}); a call is taken whole and the scan goes on after it.
-    """
+    """The whole text as JSON, else every JSON object or array embedded in it: the scan
+    goes on after a value that holds a call, and inside one that doesn't."""
     text = text.strip()
     try:
         yield json.loads(text)
@@ -133,7 +132,9 @@ def _calls_from_value(value: Any) -> list[Call]:
                 return [_call(value["name"], value[key])]
         if set(value) <= {"name", "type", "id"}:  # a call without arguments
             return [_call(value["name"], {})]
-    return []
+        return []
+    # Not a call: a wrapper such as {"function_call": {...}} may hold one.
+    return [call for item in value.values() if isinstance(item, (dict, list)) for call in _calls_from_value(item)]
 
 
 def _call(name: str, arguments: Any) -> Call:

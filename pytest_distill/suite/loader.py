@@ -316,6 +316,12 @@ def _answer(suite: Suite, line: int, raw: Any) -> Any:
         return label
     if suite.task_type.is_tool_calling:
         value = _maybe_json(raw) if isinstance(raw, str) else raw
+        if isinstance(value, str) and value.strip()[:1] in ("{", "["):  # meant as JSON: say why it isn't
+            try:
+                json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise SuiteError(path, f"the answer is not valid JSON: {exc.msg} (column {exc.colno}) in "
+                                 f"{value[:80]!r}", line=line, field="answer") from None
         if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             calls = value
         elif isinstance(value, dict):

@@ -47,7 +47,7 @@ class Example:
     question: str | list[dict[str, Any]]  # a list of chat messages for multi-turn tasks
     answer: Any  # a label, a text, or a parsed tool call {"name", "parameters"}
     context: str | None = None
-    fields: dict[str, Any] = field(default_factory=dict)  # every column as read
+    fields: dict[str, Any] = field(default_factory=dict, repr=False)  # every column as read (repeats the above)
 
     @property
     def id(self) -> str:

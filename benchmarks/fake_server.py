@@ -1,0 +1,141 @@
+"""A trivial OpenAI-compatible server that answers instantly (stdlib only).
+
+Used (1) as a stand-in for `vllm serve` in fault tests: run as
+`python fake_server.py [LAUNCHER] serve MODEL --host H --port P [...]`, it takes the
+same command line as pytest_distill/vllm_launch.py; and (2) by the overhead benchmark,
+to measure the plugin's own cost per item with answers that cost nothing.
+
+It answers /health, /v1/models and /v1/chat/completions (streaming too). The answer is
+the first structured_outputs choice (so classification items pass or miss cheaply), or
+FAKE_ANSWER. Behaviour by environment:
+  FAKE_MODE=reject   print an argparse-style error and exit 2 (a serve argument vLLM rejects)
+  FAKE_MODE=hang     never become healthy (spawns a child process too, to test group stop)
+  FAKE_MODE=crash    exit 1 during start-up after printing a traceback-like line
+  FAKE_DIE_AFTER=N   exit abruptly (code 3) when request N+1 arrives
+  FAKE_PIDFILE=F     append this process's pid (and the hang child's) to F
+  FAKE_DELAY_S=X     wait X seconds before each answer
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+COUNT = 0
+LOCK = threading.Lock()
+
+
+def _args(argv: list[str]) -> tuple[str, int, str]:
+    host, port, model = "127.0.0.1", 8000, "fake"
+    if "serve" in argv:
+        rest = argv[argv.index("serve") + 1:]
+        if rest and not rest[0].startswith("-"):
+            model = rest[0]
+    for i, arg in enumerate(argv):
+        if arg == "--host" and i + 1 < len(argv):
+            host = argv[i + 1]
+        if arg == "--port" and i + 1 < len(argv):
+            port = int(argv[i + 1])
+        if arg == "--served-model-name" and i + 1 < len(argv):
+            model = argv[i + 1]
+    return host, port, model
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    model = "fake"
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    def _send(self, status: int, payload: dict | None = None, body: bytes | None = None,
+              content_type: str = "application/json") -> None:
+        data = body if body is not None else json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        if self.path == "/health":
+            self._send(200, body=b"")
+        elif self.path.endswith("/models"):
+            self._send(200, {"object": "list", "data": [{"id": self.model, "object": "model"}]})
+        else:
+            self._send(404, {"error": {"message": "not found"}})
+
+    def do_POST(self) -> None:
+        global COUNT
+        length = int(self.headers.get("Content-Length", 0))
+        request = json.loads(self.rfile.read(length) or b"{}")
+        with LOCK:
+            COUNT += 1
+            count = COUNT
+        die_after = os.environ.get("FAKE_DIE_AFTER")
+        if die_after is not None and count > int(die_after):
+            print(f"fake server: dying on request {count}", flush=True)
+            os._exit(3)
+        delay = float(os.environ.get("FAKE_DELAY_S", "0") or 0)
+        if delay:
+            time.sleep(delay)
+        structured = request.get("structured_outputs") or {}
+        answer = (structured.get("choice") or [None])[0] or os.environ.get("FAKE_ANSWER", "fake answer")
+        created = int(time.time())
+        usage = {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}
+        if request.get("stream"):
+            chunks = [
+                {"id": "c", "object": "chat.completion.chunk", "created": created, "model": self.model,
+                 "choices": [{"index": 0, "delta": {"role": "assistant", "content": answer}, "finish_reason": None}]},
+                {"id": "c", "object": "chat.completion.chunk", "created": created, "model": self.model,
+                 "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+                {"id": "c", "object": "chat.completion.chunk", "created": created, "model": self.model,
+                 "choices": [], "usage": usage},
+            ]
+            body = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+            self._send(200, body=body, content_type="text/event-stream")
+            return
+        self._send(200, {
+            "id": f"fake-{count}", "object": "chat.completion", "created": created, "model": self.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
+            "usage": usage,
+        })
+
+
+def main(argv: list[str]) -> int:
+    mode = os.environ.get("FAKE_MODE", "")
+    pidfile = os.environ.get("FAKE_PIDFILE")
+    if pidfile:
+        with open(pidfile, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+    print("fake server: " + " ".join(argv), flush=True)
+    if mode == "reject":
+        print("vllm serve: error: unrecognized arguments: " + " ".join(a for a in argv if a.startswith("--bogus")),
+              flush=True)
+        return 2
+    if mode == "crash":
+        print("RuntimeError: fake engine core failed to start", flush=True)
+        return 1
+    if mode == "hang":
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        if pidfile:
+            with open(pidfile, "a") as fh:
+                fh.write(f"{child.pid}\n")
+        time.sleep(600)
+        return 0
+    host, port, model = _args(argv)
+    Handler.model = model
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    print(f"fake server: listening on {host}:{port}", flush=True)
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

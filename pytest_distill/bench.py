@@ -1,0 +1,371 @@
+"""Load benchmark: replay a suite's prompts against a model at a fixed concurrency.
+
+`pytest SUITES --model M --distill-bench [--distill-bench-concurrency C]
+[--distill-bench-requests N | --distill-bench-duration S] [--distill-bench-warmup W]`
+collects the suites as usual, then, instead of evaluating, sends the items' requests
+(cycled as often as needed) with C in flight: first W warm-up requests that are not
+counted, then N requests or S seconds. It reports sustained requests/s (completed
+requests / seconds from the end of the warm-up to the last answer), output tokens/s,
+latency p50/p95/p99, time to first token (streamed, for OpenAI-compatible servers),
+errors, and the server's memory: resident set of the managed server's whole process
+tree, and GPU memory where nvidia-smi exists. The rate is saved in pytest's cache, and
+later runs price the self-hosted model with it (GPU $/hour / sustained req/s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from . import stats
+from .models.base import Provider, ProviderError, Request
+from .server import info_for, process_tree_rss
+
+CACHE_KEY = "pytest-distill/bench/"
+
+
+@dataclass
+class BenchResult:
+    model: str
+    concurrency: int
+    warmup: int
+    requests: int  # measured requests that completed (errors included)
+    errors: int
+    duration_s: float  # end of warm-up to the last answer
+    requests_per_s: float | None
+    output_tokens_per_s: float | None
+    latency_p50: float | None
+    latency_p95: float | None
+    latency_p99: float | None
+    ttft_p50: float | None = None
+    ttft_p95: float | None = None
+    ttft_p99: float | None = None
+    mean_output_tokens: float | None = None
+    server_rss_bytes: int | None = None  # peak over the run, whole process tree
+    gpu_memory_mib: int | None = None  # peak nvidia-smi memory.used over all GPUs
+    streamed: bool = False
+    first_error: str = ""
+    measured_at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Sample:
+    latency: float
+    ttft: float | None
+    output_tokens: int
+    finished: float
+    error: str = ""
+
+
+def _supports_streaming(provider: Provider) -> bool:
+    from .models.openai_compatible import OpenAICompatibleProvider
+
+    return isinstance(provider, OpenAICompatibleProvider)
+
+
+async def _one_streamed(provider: Any, request: Request) -> _Sample:
+    body, _ = provider.build_body(request)
+    body["stream"] = True
+    body["stream_options"] = {"include_usage": True}
+    started = time.perf_counter()
+    ttft: float | None = None
+    output_tokens = 0
+    chunks = 0
+    try:
+        stream = await provider.client().chat.completions.create(**body)
+        async for chunk in stream:
+            if chunk.choices:
+                delta = chunk.choices[0].delta
+                if ttft is None and (getattr(delta, "content", None) or getattr(delta, "tool_calls", None)):
+                    ttft = time.perf_counter() - started
+                if getattr(delta, "content", None) or getattr(delta, "tool_calls", None):
+                    chunks += 1
+            if getattr(chunk, "usage", None) is not None and chunk.usage.completion_tokens is not None:
+                output_tokens = chunk.usage.completion_tokens
+    except Exception as exc:  # noqa: BLE001 - counted as an error
+        error = provider.map_error(exc) if hasattr(provider, "map_error") else exc
+        return _Sample(time.perf_counter() - started, None, 0, time.time(), error=str(error))
+    return _Sample(time.perf_counter() - started, ttft, output_tokens or chunks, time.time())
+
+
+async def _one_plain(provider: Provider, request: Request) -> _Sample:
+    started = time.perf_counter()
+    try:
+        completion = await provider.complete(request)
+    except ProviderError as exc:
+        return _Sample(time.perf_counter() - started, None, 0, time.time(), error=str(exc))
+    return _Sample(time.perf_counter() - started, None, completion.usage.output_tokens, time.time())
+
+
+class _MemorySampler:
+    """Peak server RSS (process tree) and GPU memory, sampled every second in a thread."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+        self.rss: int | None = None
+        self.gpu: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="distill-bench-memory", daemon=True)
+        self._nvidia = shutil.which("nvidia-smi")
+
+    def __enter__(self) -> _MemorySampler:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self._sample()
+
+    def _sample(self) -> None:
+        if self.pid is not None:
+            rss = process_tree_rss(self.pid)
+            if rss is not None:
+                self.rss = max(self.rss or 0, rss)
+        if self._nvidia:
+            used = gpu_memory_used_mib(self._nvidia)
+            if used is not None:
+                self.gpu = max(self.gpu or 0, used)
+
+
+def gpu_memory_used_mib(nvidia_smi: str = "nvidia-smi") -> int | None:
+    try:
+        out = subprocess.run([nvidia_smi, "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    values = [int(v) for v in out.stdout.split() if v.strip().isdigit()]
+    return sum(values) if out.returncode == 0 and values else None
+
+
+async def run(provider: Provider, model: str, requests: list[Request], *, concurrency: int,
+              count: int | None = None, duration_s: float | None = None, warmup: int | None = None,
+              stream: bool = True, server_pid: int | None = None) -> BenchResult:
+    """Replay `requests` (cycled) with `concurrency` in flight: `warmup` uncounted
+    requests, then `count` requests or `duration_s` seconds, whichever is given."""
+    if not requests:
+        raise ValueError("no requests to replay")
+    if count is None and duration_s is None:
+        count = 100
+    warmup = concurrency if warmup is None else warmup
+    streamed = stream and _supports_streaming(provider)
+    one = _one_streamed if streamed else _one_plain
+    source = itertools.cycle(requests)
+    await asyncio.to_thread(provider.start)
+
+    # warm-up: fills caches, compiles grammars, brings the batch to its steady size
+    if warmup:
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def warm(request: Request) -> None:
+            async with semaphore:
+                await one(provider, request)
+
+        await asyncio.gather(*(warm(next(source)) for _ in range(warmup)))
+
+    samples: list[_Sample] = []
+    issued = 0
+    start = time.perf_counter()
+    start_wall = time.time()
+    deadline = start + duration_s if duration_s is not None else None
+
+    async def worker() -> None:
+        nonlocal issued
+        while True:
+            if count is not None and issued >= count:
+                return
+            if deadline is not None and time.perf_counter() >= deadline:
+                return
+            issued += 1
+            samples.append(await one(provider, next(source)))
+
+    with _MemorySampler(server_pid) as memory:
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    ok = [s for s in samples if not s.error]
+    errors = [s for s in samples if s.error]
+    span = (max(s.finished for s in samples) - start_wall) if samples else 0.0
+    latencies = [s.latency for s in ok]
+    ttfts = [s.ttft for s in ok if s.ttft is not None]
+    out_tokens = sum(s.output_tokens for s in ok)
+    return BenchResult(
+        model=model, concurrency=concurrency, warmup=warmup, requests=len(samples), errors=len(errors),
+        duration_s=span,
+        requests_per_s=len(ok) / span if span > 0 and ok else None,
+        output_tokens_per_s=out_tokens / span if span > 0 and ok else None,
+        latency_p50=stats.percentile(latencies, 50), latency_p95=stats.percentile(latencies, 95),
+        latency_p99=stats.percentile(latencies, 99),
+        ttft_p50=stats.percentile(ttfts, 50), ttft_p95=stats.percentile(ttfts, 95),
+        ttft_p99=stats.percentile(ttfts, 99),
+        mean_output_tokens=out_tokens / len(ok) if ok else None,
+        server_rss_bytes=memory.rss, gpu_memory_mib=memory.gpu, streamed=streamed,
+        first_error=errors[0].error if errors else "",
+    )
+
+
+def run_sync(provider: Provider, model: str, requests: list[Request], **kwargs: Any) -> BenchResult:
+    """run() on a fresh event loop; the provider's client is made inside it."""
+
+    async def _main() -> BenchResult:
+        try:
+            return await run(provider, model, requests, **kwargs)
+        finally:
+            provider.close()
+
+    return asyncio.run(_main())
+
+
+def server_pid_for(model: str) -> int | None:
+    info = info_for(model)
+    return info.pid if info is not None else None
+
+
+# --- presentation -----------------------------------------------------------------
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 1000:.0f}ms" if value < 1 else f"{value:.2f}s"
+
+
+def _bytes(value: int | None) -> str:
+    return "-" if value is None else f"{value / 2**30:.2f} GiB"
+
+
+def format_results(results: list[BenchResult], cost_per_million: dict[str, str]) -> list[str]:
+    from .report.terminal import format_table
+
+    header = ["model", "conc", "requests", "errors", "seconds", "req/s", "out tok/s", "p50", "p95", "p99",
+              "TTFT p50", "TTFT p95", "TTFT p99", "server RSS", "GPU mem", "$/1M req"]
+    rows = [header]
+    for r in results:
+        rows.append([
+            r.model, str(r.concurrency), str(r.requests), str(r.errors), f"{r.duration_s:.1f}",
+            f"{r.requests_per_s:.2f}" if r.requests_per_s else "-",
+            f"{r.output_tokens_per_s:.1f}" if r.output_tokens_per_s else "-",
+            _ms(r.latency_p50), _ms(r.latency_p95), _ms(r.latency_p99),
+            _ms(r.ttft_p50), _ms(r.ttft_p95), _ms(r.ttft_p99),
+            _bytes(r.server_rss_bytes), f"{r.gpu_memory_mib} MiB" if r.gpu_memory_mib is not None else "-",
+            cost_per_million.get(r.model, "-"),
+        ])
+    return format_table(rows)
+
+
+# --- the pytest side: --distill-bench ----------------------------------------------
+
+
+def add_options(group: Any) -> None:
+    group.addoption("--distill-bench", action="store_true", dest="distill_bench",
+                    help="load benchmark instead of evaluating: replay the collected items' requests at a fixed "
+                         "concurrency and report req/s, tokens/s, latency and TTFT percentiles, server memory")
+    group.addoption("--distill-bench-concurrency", type=int, dest="distill_bench_concurrency", metavar="C",
+                    help="requests in flight during --distill-bench (default: the model's max_concurrency, else 8)")
+    group.addoption("--distill-bench-requests", type=int, dest="distill_bench_requests", metavar="N",
+                    help="measured requests (default 100 unless --distill-bench-duration is given)")
+    group.addoption("--distill-bench-duration", type=float, dest="distill_bench_duration", metavar="S",
+                    help="measure for S seconds instead of a number of requests")
+    group.addoption("--distill-bench-warmup", type=int, dest="distill_bench_warmup", metavar="W",
+                    help="uncounted warm-up requests first (default: the concurrency)")
+
+
+def check_options(config: Any) -> None:
+    """One-line errors for bench options that can't work (raised as ConfigError)."""
+    from .errors import ConfigError
+
+    if not config.getoption("distill_bench"):
+        return
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        raise ConfigError("--distill-bench measures one client at a fixed concurrency: run it without -n")
+    for name in ("distill_bench_concurrency", "distill_bench_requests", "distill_bench_warmup"):
+        value = config.getoption(name)
+        if value is not None and value < (0 if name.endswith("warmup") else 1):
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least {0 if name.endswith('warmup') else 1}")
+    duration = config.getoption("distill_bench_duration")
+    if duration is not None and duration <= 0:
+        raise ConfigError("--distill-bench-duration must be positive")
+
+
+def fingerprint(entry: Any) -> dict[str, Any]:
+    """What a saved rate belongs to: a rate measured with other serve args doesn't apply."""
+    return {"provider": entry.provider, "model": entry.model, "serve_args": list(entry.serve_args),
+            "base_url": entry.base_url}
+
+
+def saved_rate(config: Any, entry: Any) -> dict[str, Any] | None:
+    cache = getattr(config, "cache", None)
+    if cache is None:
+        return None
+    saved = cache.get(CACHE_KEY + entry.name, None)
+    if not isinstance(saved, dict) or saved.get("fingerprint") != fingerprint(entry):
+        return None
+    return saved if saved.get("requests_per_s") else None
+
+
+def run_for_session(distill: Any, items: list[Any]) -> list[BenchResult]:
+    """Benchmark every --model on the collected items' requests, one model at a time."""
+    from .collect import ExampleItem
+    from .engine import Engine
+
+    config = distill.config
+    results: list[BenchResult] = []
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    for name, entry in distill.entries.items():
+        requests = [distill.request_for(item) for item in items
+                    if isinstance(item, ExampleItem) and item.model == name]
+        if not requests:
+            continue
+        provider = Engine().provider(entry)  # a fresh provider: its client belongs to the bench loop
+        concurrency = (config.getoption("distill_bench_concurrency") or entry.max_concurrency
+                       or provider.max_concurrency or 8)
+        duration = config.getoption("distill_bench_duration")
+        count = config.getoption("distill_bench_requests") or (None if duration else 100)
+        warmup = config.getoption("distill_bench_warmup")
+        if reporter is not None:
+            what = f"{duration:g} s" if duration else f"{count} requests"
+            reporter.write_line(f"pytest-distill: bench {name}: {what} at concurrency {concurrency} "
+                                f"({len(requests)} distinct prompts, warm-up {concurrency if warmup is None else warmup})")
+        result = run_sync(provider, name, requests, concurrency=concurrency, count=count, duration_s=duration,
+                          warmup=warmup, server_pid=server_pid_for(name))
+        results.append(result)
+        cache = getattr(config, "cache", None)
+        if cache is not None and result.requests_per_s and not result.errors:
+            cache.set(CACHE_KEY + name, {**result.to_dict(), "fingerprint": fingerprint(entry)})
+    return results
+
+
+def terminal_summary(distill: Any, terminalreporter: Any) -> None:
+    results: list[BenchResult] = getattr(distill, "bench_results", [])
+    if not results:
+        return
+    from .cost import self_hosted_cost_per_request
+    from .report.terminal import money
+
+    costs: dict[str, str] = {}
+    for r in results:
+        entry = distill.entries.get(r.model)
+        if entry is not None and entry.self_hosted:
+            per_request = self_hosted_cost_per_request(entry.gpu_hourly_usd, r.requests_per_s)
+            costs[r.model] = money(per_request * 1e6 if per_request is not None else None)
+    terminalreporter.write_sep("=", "pytest-distill bench")
+    for line in format_results(results, costs):
+        terminalreporter.write_line(line)
+    for r in results:
+        if r.errors:
+            terminalreporter.write_line(f"{r.model}: {r.errors} request(s) failed, e.g.: {r.first_error}")
+    terminalreporter.write_line("req/s = completed requests / seconds from the end of the warm-up to the last answer; "
+                                "latency and TTFT over completed requests" + ("; TTFT from streamed replies"
+                                                                           if any(r.streamed for r in results) else ""))

@@ -1,0 +1,85 @@
+"""API keys never reach any output, and a missing key stops the run at start in one line."""
+
+from __future__ import annotations
+
+import pytest
+from recorded import RecordedServer, make_project, reply
+
+from pytest_distill import plugin
+
+# model -> (recorded api, key variable, base_url suffix)
+MODELS = {
+    "claude-haiku-4.5": ("anthropic", "ANTHROPIC_API_KEY", ""),
+    "gpt-5-nano": ("openai", "OPENAI_API_KEY", "/v1"),
+    "grok-4.1-fast": ("xai", "XAI_API_KEY", "/v1"),
+    "gemini-2.5-flash": ("gemini", "GEMINI_API_KEY", ""),
+}
+ALL_KEY_VARIABLES = ["ANTHROPIC_API_KEY", "OPENAI_API_KEY", "XAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"]
+
+
+def echoing_error(api: str, key: str, retryable: bool) -> dict:
+    """A recorded error reply whose message quotes the key back, as some APIs do."""
+    if api == "xai":
+        answer = reply("xai", "rate_limit")
+        answer["body"]["error"] = f"Incorrect API key provided: {key}"
+        answer["status"] = 500 if retryable else 400
+        return answer
+    answer = reply(api, "server_error" if retryable else "invalid_key")
+    error = answer["body"]["error"]
+    error["message"] = f"{error['message']} (key: {key})"
+    return answer
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_keys_never_appear_in_any_output(pytester, monkeypatch, model):
+    api, variable, suffix = MODELS[model]
+    key = f"sk-FAKE-{api}-7f3c9a1b2d4e6f80"
+    for name in ALL_KEY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, key)
+    with RecordedServer() as server:
+        calls = {"n": 0}
+
+        def respond(request):
+            calls["n"] += 1  # first example: a 5xx retried once; the others: a 4xx at once
+            return echoing_error(api, key, retryable=calls["n"] <= 2)
+
+        server.responder = respond
+        make_project(pytester, f'["{model}"]\nbase_url = "{server.url}{suffix}"\nmax_retries = 1\n')
+        args = ["suites/banking77", f"--model={model}", "--limit=3", "-p", "no:randomly", "-v", "-rA",
+                "--junitxml=junit.xml", "--log-level=DEBUG", "--log-file=run.log", "--log-file-level=DEBUG",
+                "--distill-cache=.cache"]
+        if "distill_report" in open(plugin.__file__).read():  # the reports, where this build has them
+            args.append("--distill-report=report")
+        result = pytester.runpytest(*args)
+        assert any(request["headers"].get(h, "").endswith(key) for request in server.requests
+                   for h in ("authorization", "x-api-key", "x-goog-api-key")), "the key was sent"
+
+    result.assert_outcomes(errors=3)
+    output = result.stdout.str() + result.stderr.str()
+    assert "[REDACTED]" in output  # the echo happened, and was caught
+    assert key not in output
+    files = [p for p in pytester.path.rglob("*") if p.is_file()]
+    assert any(p.name == "junit.xml" for p in files) and any(p.name == "run.log" for p in files)
+    leaked = [str(p) for p in files if key.encode() in p.read_bytes()]
+    assert leaked == []
+    # and not a shortened form either
+    assert key[:12] not in output
+
+
+@pytest.mark.parametrize(("model", "variables"), [
+    ("claude-haiku-4.5", "ANTHROPIC_API_KEY"),
+    ("gpt-5-nano", "OPENAI_API_KEY"),
+    ("grok-4", "XAI_API_KEY"),
+    ("gemini-2.5-flash-lite", "GOOGLE_API_KEY or GEMINI_API_KEY"),
+])
+def test_a_missing_key_stops_the_run_in_one_line(pytester, monkeypatch, model, variables):
+    for name in ALL_KEY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    make_project(pytester)
+    result = pytester.runpytest("suites/banking77", "--model=smollm2-135m", f"--model={model}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.strip()]
+    assert errors == [f"ERROR: pytest-distill: model '{model}' needs an API key: "
+                      f"set the environment variable {variables}"]
+    assert "Traceback" not in result.stdout.str()

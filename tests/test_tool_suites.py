@@ -1,0 +1,136 @@
+"""The smart-home and git-assistant suites end to end with pytester: on the embedded
+model and on a real llama.cpp server, serial and with -n 2, plus an @examples test.
+Kept to a few examples each (--limit): two shared cores run everything."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from conftest import ROOT, needs_llama
+from fakes import FakeChatServer
+
+SUITES = ("smart-home", "git-assistant")
+
+
+def _copy_suites(pytester) -> None:
+    for name in SUITES:
+        shutil.copytree(ROOT / "suites" / name, pytester.path / "suites" / name)
+
+
+def _rows(output: str, model: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in output.splitlines():
+        cells = line.split()
+        if len(cells) > 7 and cells[1] == model and cells[0] in SUITES:
+            rows[cells[0]] = cells
+    assert set(rows) == set(SUITES), output
+    return rows
+
+
+def _properties(path) -> list[dict[str, str]]:
+    return [{p.get("name"): p.get("value") for p in case.findall("./properties/property")}
+            for case in ET.parse(path).findall(".//testcase")]
+
+
+def _check_records(props: list[dict[str, str]], constrained: str) -> None:
+    for p in props:
+        assert p["distill.scorer"] == "tool_call_equivalence"
+        assert p["distill.outcome"] in ("pass", "miss"), p  # garbage is a miss, never an error
+        assert p["distill.constrained"] == constrained
+        assert p["distill.explanation"]  # a miss explains itself; a pass names the call
+        if p["distill.outcome"] == "pass":
+            assert p["distill.explanation"].startswith("equivalent: ")
+
+
+@needs_llama
+@pytest.mark.slow
+def test_both_suites_on_the_embedded_model_serial_and_xdist_agree(pytester):
+    _copy_suites(pytester)
+    serial = pytester.runpytest("suites", "--limit=3", "--junitxml=serial.xml", "-p", "no:cacheprovider")
+    parallel = pytester.runpytest("suites", "--limit=3", "-n", "2", "--junitxml=xdist.xml", "-p", "no:cacheprovider")
+    rows_serial, rows_parallel = _rows(serial.stdout.str(), "smollm2-135m"), _rows(parallel.stdout.str(), "smollm2-135m")
+    for name in SUITES:
+        assert rows_serial[name][2] == "3" and rows_serial[name][5] == "0"  # n, errors
+        assert rows_serial[name][:8] == rows_parallel[name][:8]  # counts, rate, CI identical
+    props = _properties(pytester.path / "serial.xml")
+    _check_records(props, "json_schema_tool_call")
+    for p in props:  # the constrained output always parses into a call
+        calls = json.loads(p["distill.output"])
+        assert isinstance(calls, list) and calls and "name" in calls[0]
+    for p in props:  # each miss's explanation is its assertion message
+        if p["distill.outcome"] == "miss":
+            assert f"miss: {p['distill.explanation']}" in serial.stdout.str()
+
+
+@needs_llama
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_both_suites_on_a_llama_cpp_server(pytester, models_toml_for_server, workers):
+    _copy_suites(pytester)
+    pytester.makefile(".toml", models=models_toml_for_server)
+    result = pytester.runpytest("suites", "--model=served", "--limit=3", "--junitxml=out.xml", "-p", "no:cacheprovider",
+                                *workers)
+    for row in _rows(result.stdout.str(), "served").values():
+        assert row[2] == "3" and row[5] == "0"  # three answered, no errors
+    props = _properties(pytester.path / "out.xml")
+    _check_records(props, "native_tools")
+    # chatml-function-calling with tool_choice "auto" answers with native tool calls
+    assert all(json.loads(p["distill.output"])[0]["name"] for p in props)
+
+
+@needs_llama
+@pytest.mark.slow
+def test_examples_api_on_the_embedded_model(pytester):
+    _copy_suites(pytester)
+    pytester.makepyfile(test_custom="""
+        from pytest_distill import examples, assert_tool_call_equivalent
+
+        @examples("suites/smart-home")
+        def test_smart_home(model, example):
+            reply = model.respond(example)
+            assert_tool_call_equivalent(reply, example.answer, tools=example.suite.tools)
+    """)
+    result = pytester.runpytest("test_custom.py", "--limit=2", "--junitxml=out.xml", "-p", "no:cacheprovider")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 2
+    props = _properties(pytester.path / "out.xml")
+    assert {p["distill.suite"] for p in props} == {"smart-home::test_smart_home"}
+    assert {p["distill.constrained"] for p in props} == {"json_schema_tool_call"}
+    assert all(float(p["distill.latency_s"]) > 0 for p in props)
+
+
+def test_multi_turn_history_reaches_a_server_as_a_valid_conversation(pytester):
+    """OpenAI-style servers reject an assistant tool call without a tool message after it:
+    every earlier call gets a synthetic {"status": "ok"} result."""
+    _copy_suites(pytester)
+
+    def responder(body):
+        return {"role": "assistant", "content": None, "tool_calls": [{"id": "x", "type": "function", "function": {
+            "name": "get_device_status", "arguments": '{"device_type": "lights"}'}}]}
+
+    with FakeChatServer(responder=responder) as server:
+        pytester.makefile(".toml", models=server.models_toml(fake="fake"))
+        result = pytester.runpytest("suites/smart-home", "--model=fake", "--limit=20", "-p", "no:cacheprovider")
+        requests = list(server.requests)
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 20 and "errors" not in outcomes
+    assert len(requests) == 20
+    with_history = 0
+    for body in requests:
+        assert body["tool_choice"] == "auto" and len(body["tools"]) == 5
+        messages = body["messages"]
+        assert messages[0]["role"] == "system" and messages[-1]["role"] == "user"
+        for index, message in enumerate(messages):
+            if message["role"] == "assistant" and message.get("tool_calls"):
+                with_history += 1
+                assert message["content"] == ""  # llama.cpp's server answers 500 to null
+                ids = [c["id"] for c in message["tool_calls"]]
+                answers = messages[index + 1: index + 1 + len(ids)]
+                assert [(m["role"], m["tool_call_id"], m["content"]) for m in answers] == [
+                    ("tool", i, '{"status": "ok"}') for i in ids]
+    assert with_history >= 8  # rows 13-20 are multi-turn
+    result.stdout.fnmatch_lines(["*miss: function: expected 'toggle_lights', got 'get_device_status'*"])
