@@ -102,8 +102,8 @@ def main() -> int:
     args = parser.parse_args()
 
     suite = load_suite(ROOT / args.suite)
-    limit = min(args.n, len(suite.examples))
-    repeat = math.ceil(args.n / limit)
+    repeat = math.ceil(args.n / len(suite.examples))
+    limit = math.ceil(args.n / repeat)  # N = limit x repeat (200 = 100 x 2 for banking77)
     n = limit * repeat
     work = Path(tempfile.mkdtemp(prefix="distill-bench-"))
     server, fields = llama_cpp_server(work, args.threads) if args.server == "llama-cpp" else vllm_server(work)
@@ -129,13 +129,18 @@ def main() -> int:
         asyncio.run(plain_client(server.base_url, bodies[: args.concurrency], args.concurrency))
         results = []
         for round_ in range(args.rounds):
-            client_s, errors = asyncio.run(plain_client(server.base_url, bodies, args.concurrency))
+            # odd rounds (a) then (b), even rounds (b) then (a): what runs second finds the
+            # server warmer (full prompts in the prefix cache), and the machine's load drifts
+            if round_ % 2 == 0:
+                client_s, errors = asyncio.run(plain_client(server.base_url, bodies, args.concurrency))
             started = time.perf_counter()
             done = subprocess.run(command, capture_output=True, text=True, cwd=work)
             plugin_s = time.perf_counter() - started
+            if round_ % 2 == 1:
+                client_s, errors = asyncio.run(plain_client(server.base_url, bodies, args.concurrency))
             tail = [line for line in done.stdout.splitlines() if " in " in line and ("passed" in line or "failed" in line)]
             results.append((client_s, plugin_s))
-            print(f"round {round_ + 1}: (a) AsyncOpenAI {client_s:.1f} s ({errors} errors)   "
+            print(f"round {round_ + 1} ({'a, b' if round_ % 2 == 0 else 'b, a'}): (a) AsyncOpenAI {client_s:.1f} s ({errors} errors)   "
                   f"(b) pytest-distill {plugin_s:.1f} s [{tail[-1].strip('= ') if tail else done.stdout[-500:]}]   "
                   f"ratio {plugin_s / client_s:.3f}", flush=True)
         client_s = sum(r[0] for r in results) / len(results)

@@ -14,6 +14,7 @@ FAKE_ANSWER. Behaviour by environment:
   FAKE_DIE_AFTER=N   exit abruptly (code 3) when request N+1 arrives
   FAKE_PIDFILE=F     append this process's pid (and the hang child's) to F
   FAKE_DELAY_S=X     wait X seconds before each answer
+  FAKE_BODIES=F      append each request body (JSON) to F
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ class Handler(BaseHTTPRequestHandler):
         global COUNT
         length = int(self.headers.get("Content-Length", 0))
         request = json.loads(self.rfile.read(length) or b"{}")
+        if os.environ.get("FAKE_BODIES"):
+            with LOCK, open(os.environ["FAKE_BODIES"], "a") as fh:
+                fh.write(json.dumps(request, sort_keys=True) + "\n")
         with LOCK:
             COUNT += 1
             count = COUNT

@@ -51,9 +51,12 @@ def write_project(folder: Path, n: int, base_url: str) -> None:
         "def test_trivial(i):\n    assert i >= 0\n")
 
 
+ENV = dict(os.environ)
+
+
 def timed(command: list[str], cwd: Path) -> tuple[float, str]:
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=ENV)
     elapsed = time.perf_counter() - started
     last = [line for line in done.stdout.splitlines() if " in " in line and ("passed" in line or "failed" in line)]
     return elapsed, (last[-1].strip("= ") if last else done.stdout[-800:] + done.stderr[-800:])
@@ -63,7 +66,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--no-bytecode", action="store_true",
+                        help="keep PYTHONDONTWRITEBYTECODE (every run then compiles and assertion-rewrites "
+                             "the plugin and the openai SDK again); default: unset it, as on most machines")
     args = parser.parse_args()
+    if not args.no_bytecode:
+        ENV.pop("PYTHONDONTWRITEBYTECODE", None)
     work = Path(tempfile.mkdtemp(prefix="distill-overhead-"))
     port = free_port()
     server = ManagedServer(
@@ -80,6 +88,7 @@ def main() -> int:
         print(f"filled the cache against the fake server: {fill_s:.1f} s [{fill}]", flush=True)
     finally:
         server.stop()  # replay must not need it
+    timed(common + ["test_trivial.py", "-p", "no:distill", "--co"], work)  # bytecode caches, untimed
     results = []
     for round_ in range(args.rounds):
         plain_s, plain = timed(common + ["test_trivial.py", "-p", "no:distill"], work)
@@ -89,6 +98,7 @@ def main() -> int:
               f"(b) pytest-distill replay {replay_s:.1f} s [{replay}]   ratio {replay_s / plain_s:.2f}", flush=True)
     plain_s = sum(r[0] for r in results) / len(results)
     replay_s = sum(r[1] for r in results) / len(results)
+    print(f"PYTHONDONTWRITEBYTECODE={ENV.get('PYTHONDONTWRITEBYTECODE', '(unset)')}")
     print(f"N={args.n}: plain pytest {plain_s:.1f} s ({1000 * plain_s / args.n:.2f} ms/item), pytest-distill "
           f"{replay_s:.1f} s ({1000 * replay_s / args.n:.2f} ms/item), ratio {replay_s / plain_s:.2f}")
     return 0

@@ -82,7 +82,7 @@ def examples(suite: str | os.PathLike[str], *, limit: int | None = None):
     return decorate
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)  # identity: an Example is not hashable; the session memoizes its request here
 class Case:
     """One parametrized item: which example, on which model, which repetition."""
 
@@ -186,7 +186,8 @@ class ModelHandle:
 
     def request(self, example: Example | None = None, **changes: Any):
         """The Request the model gets for an example (the suite's prompt), with changes."""
-        request = self._session.request_for(_Target(self._item, self._case, example))
+        own = example is None or example is self._case.example
+        request = self._session.request_for(self._case if own else _Target(self._item, self._case, example))
         return request.with_params(**changes) if changes else request
 
     def prepare(self) -> None:

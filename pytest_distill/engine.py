@@ -149,10 +149,18 @@ class Engine:
         self._futures.clear()
 
     # --- requests --------------------------------------------------------
+    def _key(self, entry: ModelEntry, provider: Provider, request: Request, repetition: int) -> str:
+        # Memoized on the (frozen) request: prefetch, complete and forget ask for the same key.
+        memo = request.__dict__.setdefault("_distill_keys", {})
+        key = memo.get((entry.name, repetition))
+        if key is None:
+            key = memo[(entry.name, repetition)] = request_key(provider, request, repetition)
+        return key
+
     def submit(self, entry: ModelEntry, request: Request, repetition: int = 1) -> concurrent.futures.Future:
         """Start (or join) the request for this model, request and repetition."""
         provider = self.provider(entry)
-        key = request_key(provider, request, repetition)
+        key = self._key(entry, provider, request, repetition)
         with self._lock:
             future = self._futures.get((entry.name, key))
             if future is None:
@@ -172,7 +180,7 @@ class Engine:
     def forget(self, entry: ModelEntry, request: Request, repetition: int) -> None:
         provider = self.provider(entry)
         with self._lock:
-            self._futures.pop((entry.name, request_key(provider, request, repetition)), None)
+            self._futures.pop((entry.name, self._key(entry, provider, request, repetition)), None)
 
     def _limits_for(self, entry: ModelEntry, provider: Provider) -> _Limits:
         limits = self._limits.get(entry.name)

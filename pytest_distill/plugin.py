@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import gc
 import os
 
 import pytest
@@ -51,10 +53,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("distill_cache_mode", "response cache mode (as --distill-cache-mode)")
 
 
+_FREEZE_AT_EXIT: list = []
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # llama.cpp's OpenMP threads spin while waiting; two processes sharing cores then
     # starve each other. Must be set before the library loads (it is imported lazily).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # A run leaves ~10 objects per item; the interpreter's final garbage collection over
+    # them took seconds at 10,000 items. Frozen objects are skipped by it. atexit: an
+    # in-process (pytester) run must not freeze its host's objects.
+    if not _FREEZE_AT_EXIT:
+        _FREEZE_AT_EXIT.append(atexit.register(gc.freeze))
     config.addinivalue_line("markers", "distill: an example evaluated by pytest-distill")
     config.addinivalue_line("markers", "distill_examples(suite, limit=None): set by @examples (pytest_distill.api)")
     session = DistillSession(config)

@@ -41,11 +41,13 @@ class Record:
 
     def to_properties(self) -> list[tuple[str, Any]]:
         """Flat (name, value) pairs: pytest user_properties, hence JUnit <property> elements."""
-        return [(PROPERTY_PREFIX + k, v) for k, v in asdict(self).items()]
+        # Shallow (no asdict deep copy): values are plain; `extra` is copied by hand.
+        return [(PROPERTY_PREFIX + f.name, dict(v) if isinstance(v := getattr(self, f.name), dict) else v)
+                for f in _FIELDS]
 
     @classmethod
     def from_properties(cls, properties: list[tuple[str, Any]]) -> Record | None:
-        names = {f.name for f in fields(cls)}
+        names = _NAMES
         data = {k[len(PROPERTY_PREFIX):]: v for k, v in properties
                 if k.startswith(PROPERTY_PREFIX) and k[len(PROPERTY_PREFIX):] in names}
         if "outcome" not in data:
@@ -54,6 +56,10 @@ class Record:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+_FIELDS = fields(Record)
+_NAMES = frozenset(f.name for f in _FIELDS)
 
 
 @dataclass

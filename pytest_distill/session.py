@@ -8,6 +8,7 @@ so the numbers are the same with and without -n.
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 import time
@@ -175,9 +176,15 @@ class DistillSession:
         return None
 
     def request_for(self, item: ExampleItem):
-        entry = self.entries[item.model]
-        return build_request(item.example, constrain=self.constrain, temperature=entry.temperature,
-                             max_tokens=None, seed=entry.seed)
+        # Built once per item: prefetch and answer() pass the same object, whose cache key
+        # the engine then computes once.
+        request = getattr(item, "_distill_request", None)
+        if request is None:
+            entry = self.entries[item.model]
+            request = build_request(item.example, constrain=self.constrain, temperature=entry.temperature,
+                                    max_tokens=None, seed=entry.seed)
+            item._distill_request = request
+        return request
 
     def prefetch(self, items: list[pytest.Item]) -> None:
         """Queue every item's request now: the engine runs them at each model's concurrency
@@ -454,6 +461,7 @@ def _xdist_worker_queue(config: pytest.Config):
     return None
 
 
+@functools.lru_cache(maxsize=1024)  # once per suite folder, not per record: resolve() stats every part
 def _relative(path: Path, root: Path) -> str:
     try:
         return str(path.resolve().relative_to(root.resolve()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -42,19 +43,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def llama_server(smollm2_path, tmp_path_factory):
-    """`python -m llama_cpp.server` serving SmolLM2 on 127.0.0.1; yields its base URL."""
+@contextlib.contextmanager
+def running_llama_server(model_path: Path, log_dir: Path, *extra_args: str):
+    """`python -m llama_cpp.server` serving a GGUF on 127.0.0.1; yields its base URL."""
     import httpx
 
     port = free_port()
-    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    log = log_dir / "server.log"
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_path), "--model_alias", SERVED_NAME,
-             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", "2",
-             "--chat_format", "chatml-function-calling"],
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--model_alias", SERVED_NAME,
+             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", "2", *extra_args],
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )
     base_url = f"http://127.0.0.1:{port}/v1"
@@ -63,7 +63,7 @@ def llama_server(smollm2_path, tmp_path_factory):
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"llama.cpp server exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
-            try:
+            try:  # no /health on this server: /v1/models answers once the model is loaded
                 if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
@@ -80,12 +80,34 @@ def llama_server(smollm2_path, tmp_path_factory):
             proc.kill()
 
 
+@pytest.fixture(scope="session")
+def llama_server(smollm2_path, tmp_path_factory):
+    """The server with the model's own chat template (what the JSON-schema styles need:
+    chatml-function-calling HTML-escapes message text)."""
+    with running_llama_server(smollm2_path, tmp_path_factory.mktemp("llama-server")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def llama_server_tools(smollm2_path, tmp_path_factory):
+    """The server with --chat_format chatml-function-calling: native tool_calls for "auto"."""
+    with running_llama_server(smollm2_path, tmp_path_factory.mktemp("llama-server-tools"),
+                              "--chat_format", "chatml-function-calling") as url:
+        yield url
+
+
+def served_entry(base_url: str, name: str = "served", **fields: str) -> str:
+    """A models.toml entry for a llama.cpp server (greedy like the embedded model)."""
+    extra = "".join(f'{key} = "{value}"\n' for key, value in fields.items())
+    return (
+        f'[{name}]\nprovider = "openai-compatible"\n'
+        f'model = "{SERVED_NAME}"\nbase_url = "{base_url}"\n'
+        'temperature = 0.0\nconstraint_style = "json_object_schema"\n'
+        f'max_concurrency = 1\nparams = {{ repeat_penalty = 1.0 }}\n{extra}'
+    )
+
+
 @pytest.fixture
 def models_toml_for_server(llama_server):
-    """A models.toml entry `served` pointing at the llama.cpp server."""
-    return (
-        '[served]\nprovider = "openai-compatible"\n'
-        f'model = "{SERVED_NAME}"\nbase_url = "{llama_server}"\n'
-        'temperature = 0.0\nconstraint_style = "json_object_schema"\n'
-        'max_concurrency = 1\nparams = { repeat_penalty = 1.0 }\n'
-    )
+    """A models.toml entry `served` pointing at the plain llama.cpp server."""
+    return served_entry(llama_server)

@@ -276,6 +276,8 @@ BINARY = [
      True),
     ("no defaults", call("set_thermostat", temperature=70), text("set_thermostat", temperature=70, mode="auto"), False),
     ("no coercion", call("set_thermostat", temperature=70), text("set_thermostat", temperature="70"), False),
+    ("70.0 is 70, as in Python", call("set_thermostat", temperature=70), text("set_thermostat", temperature=70.0), True),
+    ("true is not 1", call("search", query="q", exact=True), text("search", query="q", exact=1), False),
     ("native call", call("ping"), Completion(text="", tool_calls=[ToolCall("ping", "{}")]), True),
     ("other function", call("ping"), text("search", query="q"), False),
     ("invalid against the schema", call("set_thermostat", temperature=700), text("set_thermostat", temperature=700),

@@ -313,3 +313,24 @@ def test_bench_refuses_xdist(pytester, model_dir, fake_python):
     result = _run(pytester, model_dir, fake_python, "--distill-bench", "-n", "2")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: pytest-distill: --distill-bench measures one client*without -n"])
+
+
+def test_with_base_url_the_plugin_attaches_and_starts_nothing(pytester, model_dir, tmp_path):
+    from pytest_distill.server import ManagedServer, free_port
+
+    port = free_port()
+    running = ManagedServer(name="outside", kind="fake", log_path=tmp_path / "outside.log", startup_timeout_s=30,
+                            command=[sys.executable, str(FAKE_SERVER), "serve", str(model_dir), "--port", str(port)],
+                            env=dict(os.environ), base_url=f"http://127.0.0.1:{port}/v1",
+                            health_url=f"http://127.0.0.1:{port}/health")
+    running.start()
+    try:
+        write_suite(pytester.path / "suites" / "topics")
+        pytester.makefile(".toml", models=f'[fake]\nprovider = "vllm"\nmodel = "{model_dir}"\n'
+                                          f'base_url = "{running.base_url}"\npython = "/nonexistent/python"\n')
+        result = pytester.runpytest_subprocess("suites", "--model=fake")
+        result.assert_outcomes(passed=2, failed=4)
+        assert "starting the vLLM server" not in result.stdout.str()
+        assert running.alive()  # not ours to stop
+    finally:
+        running.stop()

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .base import OutputConstraint, Request, ToolCall
+
 SYNTHETIC_TOOL_RESULT = json.dumps({"status": "ok"})
 
 
@@ -109,3 +111,29 @@ def tool_call_schema(tools: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -
             }
         )
     return variants[0] if len(variants) == 1 else {"anyOf": variants}
+
+
+def tools_as_json_schema(request: Request) -> Request:
+    """The same request for a model without usable native tools: the tools described in
+    the system prompt, the history as text, the reply constrained to one call as JSON."""
+    system = (request.system + "\n\n" if request.system else "") + tools_instructions(request.tools)
+    return request.with_params(
+        system=system,
+        messages=tuple(render_history_for_text_model(list(request.messages))),
+        tools=(),
+        tool_choice=None,
+        constraint=OutputConstraint(kind="json_schema", schema=tool_call_schema(request.tools)),
+    )
+
+
+def tool_call_from_json(text: str) -> ToolCall | None:
+    """The call in a reply constrained by tool_call_schema; None when it doesn't parse
+    (e.g. cut off by max_tokens): the scorer then explains the raw text."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+        return None
+    args = value.get("parameters", value.get("arguments", {}))
+    return ToolCall(value["name"], args if isinstance(args, dict) else json.dumps(args))

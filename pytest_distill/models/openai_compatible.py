@@ -9,7 +9,10 @@ from typing import Any
 
 from ..errors import ConfigError
 from .base import Completion, Provider, ProviderError, Request, ToolCall, Usage, arguments_from_json
-from .chat import with_tool_results
+from .chat import tool_call_from_json, tools_as_json_schema, with_tool_results
+
+TOOL_STYLES = ("native", "json_schema")
+TEXT_TOOL_MODES = ("json_schema_tool_call", "text_tool_call")  # tools sent as text: calls parsed from it
 
 
 def _choice_schema(choices: tuple[str, ...]) -> dict[str, Any]:
@@ -29,6 +32,9 @@ class OpenAICompatibleProvider(Provider):
     def __init__(self, entry: Any) -> None:
         super().__init__(entry)
         self._client: Any = None
+        if getattr(entry, "tool_style", "native") not in TOOL_STYLES:
+            raise ConfigError(f"model '{entry.name}': tool_style must be one of {', '.join(TOOL_STYLES)}, "
+                              f"got {entry.tool_style!r}")
 
     # --- configuration -------------------------------------------------
     @property
@@ -68,10 +74,16 @@ class OpenAICompatibleProvider(Provider):
             "provider": self.entry.provider,
             "model": self.entry.model,
             "base_url": self.entry.base_url or self.default_base_url,
+            # only when set: cache keys of native-tool entries stay as they were
+            **({"tool_style": self.entry.tool_style} if getattr(self.entry, "tool_style", "native") != "native" else {}),
         }
 
     # --- request mapping -----------------------------------------------
     def build_body(self, request: Request) -> tuple[dict[str, Any], str | None]:
+        if request.tools and request.tool_choice != "none" and getattr(self.entry, "tool_style", "native") == "json_schema":
+            # the base mapping only: a subclass's build_body wraps this call once already
+            body, mode = OpenAICompatibleProvider.build_body(self, tools_as_json_schema(request))
+            return body, "json_schema_tool_call" if mode else "text_tool_call"
         messages = ([{"role": "system", "content": request.system}] if request.system else []) + with_tool_results(
             list(request.messages)
         )
@@ -156,6 +168,9 @@ class OpenAICompatibleProvider(Provider):
             constrained=mode,
             model=getattr(reply, "model", "") or self.entry.model,
         )
+        if mode in TEXT_TOOL_MODES and not calls:
+            call = tool_call_from_json(text)
+            completion.tool_calls = [call] if call is not None else []
         if mode and request.constraint is not None and request.constraint.kind == "choice" and mode != "structured_outputs_choice":
             try:
                 value = json.loads(text)

@@ -69,6 +69,11 @@ class ModelEntry:
     # response_format), "json_object_schema" (llama-cpp-python's server),
     # "structured_outputs" (vLLM), or "none".
     constraint_style: str = "json_schema"
+    # How an OpenAI-compatible server gets tools: "native" (the `tools` field), or
+    # "json_schema": described in the system prompt, the reply constrained to a
+    # {"name", "parameters"} JSON schema (for servers whose tool handling misbehaves,
+    # e.g. llama-cpp-python's, which ignores max_tokens in tool arguments).
+    tool_style: str = "native"
     source: str = "built-in"  # where the entry was defined
 
     @property
