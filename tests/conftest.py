@@ -111,3 +111,9 @@ def served_entry(base_url: str, name: str = "served", **fields: str) -> str:
 def models_toml_for_server(llama_server):
     """A models.toml entry `served` pointing at the plain llama.cpp server."""
     return served_entry(llama_server)
+
+
+@pytest.fixture(autouse=True)
+def _no_step_summary(monkeypatch):
+    """pytester runs inherit the environment: keep them from appending to a CI job's summary."""
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
