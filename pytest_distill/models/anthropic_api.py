@@ -6,17 +6,14 @@ import time
 from typing import Any
 
 from .api_common import (
-    api_key,
+    HostedProvider,
     choice_schema,
-    error_body_message,
-    is_retryable_status,
     known_key,
     redacted_error,
-    require_package,
-    retry_after_seconds,
+    status_error,
     unwrap_label,
 )
-from .base import Completion, Provider, ProviderError, Request, ToolCall, Usage, arguments_from_json
+from .base import Completion, ProviderError, Request, ToolCall, Usage, arguments_from_json
 from .chat import with_tool_results
 
 # Anthropic stop reasons in the OpenAI vocabulary the rest of the plugin uses.
@@ -80,36 +77,15 @@ def _text_blocks(content: Any) -> list[dict[str, Any]]:
     return [{"type": "text", "text": text}] if text else []  # the API rejects empty text blocks
 
 
-class AnthropicProvider(Provider):
-    max_concurrency = 16  # hosted: limited by rate limits (rpm/tpm), not by a local server
+class AnthropicProvider(HostedProvider):
     key_envs = ("ANTHROPIC_API_KEY",)
+    sdk_module = "anthropic"
 
-    def __init__(self, entry: Any) -> None:
-        super().__init__(entry)
-        self._client: Any = None
+    def make_client(self, key: str) -> Any:
+        from anthropic import AsyncAnthropic
 
-    def check(self) -> None:
-        require_package(self.entry, "anthropic")
-        api_key(self.entry, self.key_envs)
-
-    def client(self) -> Any:
-        if self._client is None:
-            from anthropic import AsyncAnthropic
-
-            # Retries are the engine's (it counts them and honours Retry-After).
-            self._client = AsyncAnthropic(api_key=api_key(self.entry, self.key_envs), base_url=self.entry.base_url,
-                                          max_retries=0, timeout=self.entry.timeout_s)
-        return self._client
-
-    def start(self) -> None:
-        self.client()
-
-    def close(self) -> None:
-        self._client = None  # its httpx client goes with the engine's event loop
-
-    def describe(self) -> dict[str, Any]:
-        return {"provider": "anthropic", "model": self.entry.model, "base_url": self.entry.base_url,
-                "params": self.entry.params, "constraint_style": self.entry.constraint_style}
+        # Retries are the engine's (it counts them and honours Retry-After).
+        return AsyncAnthropic(api_key=key, base_url=self.entry.base_url, max_retries=0, timeout=self.entry.timeout_s)
 
     # --- request -------------------------------------------------------------
     def build_body(self, request: Request) -> tuple[dict[str, Any], str | None]:
@@ -190,14 +166,7 @@ class AnthropicProvider(Provider):
         elif isinstance(exc, anthropic.APIConnectionError):
             error = ProviderError(f"{name}: connection error: {exc}", retryable=True)
         elif isinstance(exc, anthropic.APIStatusError):
-            status = exc.status_code
-            message = error_body_message(exc.body) or exc.message
-            error = ProviderError(
-                f"{name}: HTTP {status}: {message}",
-                retryable=is_retryable_status(status),
-                retry_after=retry_after_seconds(exc.response.headers if exc.response is not None else None),
-                status=status,
-            )
+            error = status_error(name, exc)
         elif isinstance(exc, (anthropic.APIResponseValidationError, ValueError)):
             error = ProviderError(f"{name}: malformed reply: {exc}")
         else:

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from ..errors import ConfigError
-from .base import ProviderError
+from .base import Provider, ProviderError
 
 REDACTED = "[REDACTED]"
 
@@ -136,3 +136,52 @@ def error_body_message(body: Any) -> str | None:
         if isinstance(inner, str):
             return inner
     return None
+
+
+class HostedProvider(Provider):
+    """A hosted API behind its SDK's async client, made on first use.
+
+    Subclasses name their SDK's module (`sdk_module`), key variables and `make_client`.
+    """
+
+    max_concurrency = 16  # hosted: limited by rate limits (rpm/tpm), not by a local server
+    key_envs: tuple[str, ...] = ()
+    sdk_module = ""
+
+    def __init__(self, entry: Any) -> None:
+        super().__init__(entry)
+        self._client: Any = None
+
+    def check(self) -> None:
+        require_package(self.entry, self.sdk_module)
+        api_key(self.entry, self.key_envs)
+
+    def make_client(self, key: str) -> Any:
+        raise NotImplementedError
+
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self.make_client(api_key(self.entry, self.key_envs))
+        return self._client
+
+    def start(self) -> None:
+        self.client()
+
+    def close(self) -> None:
+        self._client = None  # its httpx client goes with the engine's event loop
+
+    def describe(self) -> dict[str, Any]:
+        return {"provider": self.entry.provider, "model": self.entry.model, "base_url": self.entry.base_url,
+                "params": self.entry.params, "constraint_style": self.entry.constraint_style}
+
+
+def status_error(name: str, exc: Any) -> ProviderError:
+    """An HTTP status error of the openai or anthropic SDK (same shape): message, retry decision."""
+    status = exc.status_code
+    message = error_body_message(exc.body) or exc.message
+    return ProviderError(
+        f"{name}: HTTP {status}: {message}",
+        retryable=is_retryable_status(status),
+        retry_after=retry_after_seconds(exc.response.headers if exc.response is not None else None),
+        status=status,
+    )

@@ -7,17 +7,16 @@ import time
 from typing import Any
 
 from .api_common import (
-    api_key,
+    HostedProvider,
     choice_schema,
     is_retryable_status,
     known_key,
     parse_duration,
     redacted_error,
-    require_package,
     retry_after_seconds,
     unwrap_label,
 )
-from .base import Completion, Provider, ProviderError, Request, ToolCall, Usage
+from .base import Completion, ProviderError, Request, ToolCall, Usage
 from .chat import with_tool_results
 
 TOOL_MODE = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
@@ -94,43 +93,23 @@ def _enum_name(value: Any) -> str:
     return str(getattr(value, "value", value) or "")
 
 
-class GeminiProvider(Provider):
-    max_concurrency = 16  # hosted: limited by rate limits (rpm/tpm), not by a local server
+class GeminiProvider(HostedProvider):
     # The SDK's own variables; it prefers GOOGLE_API_KEY when both are set, and so do we.
     key_envs = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
+    sdk_module = "google.genai"
 
-    def __init__(self, entry: Any) -> None:
-        super().__init__(entry)
-        self._client: Any = None
+    def make_client(self, key: str) -> Any:
+        from google import genai
+        from google.genai import types
 
-    def check(self) -> None:
-        require_package(self.entry, "google.genai")
-        api_key(self.entry, self.key_envs)
-
-    def client(self) -> Any:
-        if self._client is None:
-            from google import genai
-            from google.genai import types
-
-            options = types.HttpOptions(
-                base_url=self.entry.base_url,
-                api_version="v1beta",  # the SDK's default for the Gemini API, also with a base_url
-                timeout=int(self.entry.timeout_s * 1000),  # milliseconds
-                # Retries are the engine's (it counts them and honours Retry-After).
-                retry_options=types.HttpRetryOptions(attempts=1),
-            )
-            self._client = genai.Client(api_key=api_key(self.entry, self.key_envs), http_options=options)
-        return self._client
-
-    def start(self) -> None:
-        self.client()
-
-    def close(self) -> None:
-        self._client = None  # its httpx client goes with the engine's event loop
-
-    def describe(self) -> dict[str, Any]:
-        return {"provider": "gemini", "model": self.entry.model, "base_url": self.entry.base_url,
-                "params": self.entry.params, "constraint_style": self.entry.constraint_style}
+        options = types.HttpOptions(
+            base_url=self.entry.base_url,
+            api_version="v1beta",  # the SDK's default for the Gemini API, also with a base_url
+            timeout=int(self.entry.timeout_s * 1000),  # milliseconds
+            # Retries are the engine's (it counts them and honours Retry-After).
+            retry_options=types.HttpRetryOptions(attempts=1),
+        )
+        return genai.Client(api_key=key, http_options=options)
 
     # --- request -------------------------------------------------------------
     def build_body(self, request: Request) -> tuple[list[dict[str, Any]], dict[str, Any], str | None]:

@@ -12,11 +12,9 @@ from typing import Any
 
 from .api_common import (
     api_key,
-    error_body_message,
-    is_retryable_status,
     known_key,
     redacted_error,
-    retry_after_seconds,
+    status_error,
 )
 from .base import Completion, ProviderError, Request
 from .openai_compatible import OpenAICompatibleProvider
@@ -70,14 +68,7 @@ class OpenAIProvider(OpenAICompatibleProvider):
         import openai
 
         if isinstance(exc, openai.APIStatusError):
-            status = exc.status_code
-            message = error_body_message(exc.body) or exc.message
-            error = ProviderError(
-                f"{self.entry.name}: HTTP {status}: {message}",
-                retryable=is_retryable_status(status),
-                retry_after=retry_after_seconds(exc.response.headers if exc.response is not None else None),
-                status=status,
-            )
+            error = status_error(self.entry.name, exc)
         else:
             error = super().map_error(exc)
         return redacted_error(error, known_key(self.entry, self.key_envs))
