@@ -83,3 +83,5 @@ def test_suite_runs_on_the_embedded_model_with_a_local_judge(pytester, name, lim
         assert set(extra.get("also", {})) == set(also)
     if scorer == "judge":
         result.stdout.fnmatch_lines([f"judge {name} x smollm2-135m: {limit} verdict(s) by smollm2-135m*"])
+        if any(r["distill.extra"]["judge"]["by"] == "model" for r in records):
+            result.stdout.fnmatch_lines(["note: the judge smollm2-135m is the offline default, a smoke test*--judge*"])

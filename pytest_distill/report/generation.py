@@ -69,6 +69,11 @@ def also_line(suite: str, model: str, records: list[Record]) -> str | None:
     return f"also (recorded, not gated) {suite} x {model}: " + "; ".join(parts)
 
 
+# The offline default judge: it exercises the machinery, but a 135M model says "good" to
+# nearly everything, so its pass rates must not be read as grades.
+SMOKE_JUDGES = {"smollm2-135m"}
+
+
 def generation_lines(records: list[Record]) -> list[str]:
     groups: dict[tuple[str, str], list[Record]] = defaultdict(list)
     for record in records:
@@ -78,4 +83,9 @@ def generation_lines(records: list[Record]) -> list[str]:
         for line in (judge_line(suite, model, group), also_line(suite, model, group)):
             if line:
                 lines.append(line)
+    smoke = sorted({str(j.get("model")) for r in records for j in _judgements(r) if j.get("by") == "model"} & SMOKE_JUDGES)
+    if smoke:
+        lines.append(f"note: the judge {', '.join(smoke)} is the offline default, a smoke test of the judging "
+                     "machinery that calls almost any answer good: pass --judge MODEL (or set judge in "
+                     "distill.toml) for grades you can trust")
     return lines
