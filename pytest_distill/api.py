@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .collect import SESSION_KEY
+from .collect import SESSION_KEY, item_params
 from .errors import DistillError
 from .models.base import Completion, ProviderError
 from .results import ERROR, MISS, PASS, SKIP, PROPERTY_PREFIX
@@ -105,8 +105,7 @@ def generate_tests(metafunc: pytest.Metafunc, session: DistillSession) -> None:
         for repetition in range(1, session.repeat + 1):
             for example in rows:
                 cases.append(Case(example, model, repetition))
-                rep = f"-r{repetition}" if session.repeat > 1 else ""
-                ids.append(f"{model}{rep}-{example.id}")  # the folder suites' ids
+                ids.append(item_params(model, example, repetition, session.repeat))  # as folder suites
     metafunc.parametrize(CASE_FIXTURE, cases, ids=ids, indirect=True)
 
 

@@ -21,9 +21,14 @@ class Miss(AssertionError):
     """The model answered, and the answer was wrong."""
 
 
-def item_name(suite: str, model: str, example: Example, repetition: int, repeat: int) -> str:
+def item_params(model: str, example: Example, repetition: int, repeat: int) -> str:
+    """`model[-rK]-row`: the part of every distill id that --lf, -k and CI history match on."""
     rep = f"-r{repetition}" if repeat > 1 else ""
-    return f"{suite}[{model}{rep}-{example.id}]"
+    return f"{model}{rep}-{example.id}"
+
+
+def item_name(suite: str, model: str, example: Example, repetition: int, repeat: int) -> str:
+    return f"{suite}[{item_params(model, example, repetition, repeat)}]"
 
 
 class SuiteFile(pytest.File):

@@ -37,7 +37,7 @@ class ResponseCache(Protocol):
     def put(self, key: str, value: dict[str, Any]) -> None: ...
 
 
-CACHE_KEY_VERSION = 1  # bump when the key's contents change, so old entries stop matching
+CACHE_KEY_VERSION = 2  # bump when the key's contents change, so old entries stop matching
 
 
 def request_key(provider: Provider, request: Request, repetition: int) -> str:
@@ -46,9 +46,10 @@ def request_key(provider: Provider, request: Request, repetition: int) -> str:
     payload = {
         "version": CACHE_KEY_VERSION,
         "provider": provider.describe(),
-        # Sent in every request body, whatever the provider's describe() shows.
+        # They shape every request body, whatever the provider's describe() shows.
         "params": getattr(entry, "params", None),
         "constraint_style": getattr(entry, "constraint_style", None),
+        "tool_style": getattr(entry, "tool_style", None),
         "request": request.to_dict(),
         "repetition": repetition,
     }

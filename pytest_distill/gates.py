@@ -55,7 +55,9 @@ def check_gate(summary: Summary, gate: Gate, regression_pp: float | None = None)
     rate = gated_rate(summary)
     shown = "no scored items" if rate is None else f"{100 * rate:.1f}%"
     if gate.min_pass_rate is not None:
-        if rate is None or rate < gate.min_pass_rate:
+        if rate is None:  # every item errored: nothing to compare with the limit
+            problems.append(f"no scored items (pass rate needs >= {100 * gate.min_pass_rate:.1f}%)")
+        elif rate < gate.min_pass_rate:
             problems.append(f"pass rate {shown} < {100 * gate.min_pass_rate:.1f}%")
         else:
             met.append(f"pass rate {shown} >= {100 * gate.min_pass_rate:.1f}%")

@@ -53,7 +53,8 @@ def predict(session: DistillSession, suite_dir: str | Path, model: str | None = 
     suite = load_suite(path if path.is_absolute() else session.config.rootpath / path)
     limit = limit if limit is not None else session.limit
     examples = suite.examples[:limit] if limit else suite.examples
-    requests = [build_request(e, constrain=session.constrain, temperature=entry.temperature, seed=entry.seed)
+    requests = [build_request(e, constrain=session.constrain, temperature=entry.temperature, seed=entry.seed,
+                              max_tokens=entry.max_tokens)
                 for e in examples]
     futures = [session.engine.submit(entry, r) for r in requests]  # all in flight at the model's concurrency
     predictions, failures = {}, []

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DistillError
+from .models.registry import mask_secret_args
 
 LOG_TAIL_LINES = 25
 PROGRESS_EVERY_S = 10.0
@@ -173,7 +174,7 @@ class ManagedServer:
             self.status_path.unlink()
         started = time.monotonic()
         with self.log_path.open("wb") as log:
-            log.write(("$ " + " ".join(self.command) + "\n").encode())
+            log.write(("$ " + " ".join(mask_secret_args(self.command)) + "\n").encode())
             log.flush()
             try:
                 self.proc = subprocess.Popen(

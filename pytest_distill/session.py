@@ -166,8 +166,7 @@ class DistillSession:
             return None
         try:
             test_file = find_test_file(folder)
-        except DistillError:
-            test_file = None  # both formats present: report it once, from job_description.json
+        except DistillError:  # both formats present: report it once, from job_description.json
             return SuiteFile.from_parent(parent, path=file_path) if file_path.name == JOB_FILE else None
         if file_path.name in TEST_FILES and file_path == test_file:
             return SuiteFile.from_parent(parent, path=file_path)
@@ -182,7 +181,7 @@ class DistillSession:
         if request is None:
             entry = self.entries[item.model]
             request = build_request(item.example, constrain=self.constrain, temperature=entry.temperature,
-                                    max_tokens=None, seed=entry.seed)
+                                    max_tokens=entry.max_tokens, seed=entry.seed)
             item._distill_request = request
         return request
 
@@ -432,7 +431,7 @@ class DistillSession:
         for s in summaries:
             key = (s.suite, s.model)
             gate = self.gate_for(s.suite_path, baseline=key in regressions)
-            if gate.active:
+            if gate.active and s.n > 0:  # all skipped (no scorer yet): nothing to gate on
                 self.gate_results.append(check_gate(s, gate, regressions.get(key)))
         gated_ok = {(g.suite, g.model) for g in self.gate_results if g.passed}
         excused = sum(1 for r in self.records if r.outcome in (MISS, ERROR) and (r.suite, r.model) in gated_ok)

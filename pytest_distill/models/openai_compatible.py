@@ -74,8 +74,6 @@ class OpenAICompatibleProvider(Provider):
             "provider": self.entry.provider,
             "model": self.entry.model,
             "base_url": self.entry.base_url or self.default_base_url,
-            # only when set: cache keys of native-tool entries stay as they were
-            **({"tool_style": self.entry.tool_style} if getattr(self.entry, "tool_style", "native") != "native" else {}),
         }
 
     # --- request mapping -----------------------------------------------

@@ -45,7 +45,7 @@ class ModelEntry:
     base_url: str | None = None
     api_key_env: str | None = None  # None: the SDK's usual variable
     temperature: float | None = None  # None: the provider's default
-    max_tokens: int = 256
+    max_tokens: int | None = None  # None: the suite's max_tokens, else its task type's default
     seed: int | None = None
     timeout_s: float = 120.0
     max_concurrency: int | None = None  # None: the provider's own default
@@ -81,8 +81,32 @@ class ModelEntry:
         return self.provider in SELF_HOSTED
 
     def public_dict(self) -> dict[str, Any]:
-        """The entry as reports show it (never holds a key, only the variable's name)."""
-        return dataclasses.asdict(self)
+        """The entry as reports show it: key *names* only; values that may be secrets are masked."""
+        data = dataclasses.asdict(self)
+        data["serve_env"] = {name: MASK for name in self.serve_env}  # e.g. HF_TOKEN for a gated model
+        data["serve_args"] = mask_secret_args(self.serve_args)
+        return data
+
+
+MASK = "***"
+SECRET_FLAGS = ("--api-key", "--hf-token")
+
+
+def mask_secret_args(args: list[str]) -> list[str]:
+    """Command-line arguments with the value of a secret flag (`--api-key K`, `--api-key=K`) masked."""
+    masked, hide_next = [], False
+    for arg in args:
+        if hide_next:
+            masked.append(MASK)
+            hide_next = False
+        elif arg in SECRET_FLAGS:
+            masked.append(arg)
+            hide_next = True
+        elif arg.split("=", 1)[0] in SECRET_FLAGS and "=" in arg:
+            masked.append(arg.split("=", 1)[0] + "=" + MASK)
+        else:
+            masked.append(arg)
+    return masked
 
 
 _FIELDS = {f.name for f in dataclasses.fields(ModelEntry)}
