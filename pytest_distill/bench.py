@@ -318,7 +318,7 @@ def saved_rate(config: Any, entry: Any) -> dict[str, Any] | None:
 def run_for_session(distill: Any, items: list[Any]) -> list[BenchResult]:
     """Benchmark every --model on the collected items' requests, one model at a time."""
     from .collect import ExampleItem
-    from .engine import Engine
+    from .models.registry import create_provider
 
     config = distill.config
     results: list[BenchResult] = []
@@ -328,7 +328,7 @@ def run_for_session(distill: Any, items: list[Any]) -> list[BenchResult]:
                     if isinstance(item, ExampleItem) and item.model == name]
         if not requests:
             continue
-        provider = Engine().provider(entry)  # a fresh provider: its client belongs to the bench loop
+        provider = create_provider(entry)  # a fresh provider: its client belongs to the bench loop
         concurrency = (config.getoption("distill_bench_concurrency") or entry.max_concurrency
                        or provider.max_concurrency or 8)
         duration = config.getoption("distill_bench_duration")

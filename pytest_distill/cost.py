@@ -20,6 +20,11 @@ def api_cost(entry: ModelEntry, usage: Usage) -> float | None:
     return (fresh * entry.price_input + cached * cached_price + usage.output_tokens * entry.price_output) / 1e6
 
 
+def gpu_hourly(entry: ModelEntry) -> float:
+    """The entry's GPU $/hour, else the default."""
+    return DEFAULT_GPU_HOURLY_USD if entry.gpu_hourly_usd is None else entry.gpu_hourly_usd
+
+
 def self_hosted_cost_per_request(gpu_hourly_usd: float | None, requests_per_s: float | None) -> float | None:
     """GPU $/hour divided by sustained requests/hour."""
     if not requests_per_s:

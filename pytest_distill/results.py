@@ -105,7 +105,14 @@ def _summary(suite: str, model: str, suite_path: str, records: list[Record]) -> 
     errors = sum(r.outcome == ERROR for r in records)
     skipped = sum(r.outcome == SKIP for r in records)
     ran = [r for r in records if r.outcome != SKIP]
-    low, high = stats.wilson_interval(passed, len(scored))
+    by_example: dict[str, set[str]] = defaultdict(set)
+    for r in scored:
+        by_example[r.example_id].add(r.outcome)
+    # Repetitions of one example are not independent samples: the interval's n is the
+    # number of examples (with the pooled rate), not examples x repetitions.
+    n_examples = len(by_example)
+    rate = passed / len(scored) if scored else 0.0
+    low, high = stats.wilson_interval(rate * n_examples, n_examples)
     # Cached answers took no time: they would flatter the latency figures.
     latencies = [r.latency_s for r in ran if r.latency_s is not None and not r.cached and r.outcome != ERROR]
     answered = [r for r in ran if r.outcome != ERROR]
@@ -114,9 +121,6 @@ def _summary(suite: str, model: str, suite_path: str, records: list[Record]) -> 
     for rep in reps:
         rows = [r for r in scored if r.repetition == rep]
         rep_rates.append(sum(r.outcome == PASS for r in rows) / len(rows))
-    by_example: dict[str, set[str]] = defaultdict(set)
-    for r in scored:
-        by_example[r.example_id].add(r.outcome)
     costs = [r.cost_usd for r in ran if r.cost_usd is not None]
     return Summary(
         suite=suite,

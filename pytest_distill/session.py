@@ -22,7 +22,7 @@ from .baseline import BaselineDelta, baseline_records, compare_to_baseline, form
 from .cache import SqliteCache, open_cache
 from .collect import ExampleItem, Miss, ProviderFailure, SuiteFile
 from .compare import SuiteComparison, compare, format_comparison
-from .cost import api_cost, self_hosted_cost_per_request, sustained_rate
+from .cost import api_cost, gpu_hourly, self_hosted_cost_per_request, sustained_rate
 from .engine import Engine
 from .errors import ConfigError, DistillError
 from .gates import Gate, GateResult, check_gate, exit_status
@@ -103,24 +103,30 @@ class DistillSession:
             self.config.getoption("distill_cache_mode") or self.config.getini("distill_cache_mode") or None,
             self.config.rootpath,
         )
-        workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
         if self.is_worker:  # servers the controller started (pytest_configure_node)
             attach_from_worker_input(self.config.workerinput.get("distill_servers"))
         for name in dict.fromkeys(self.model_names):
-            entry = self.registry.get(name)
-            if entry.provider == "llama-cpp" and entry.n_threads is None:
-                # Workers share the cores; more threads than cores makes them starve each other.
-                entry.n_threads = max(1, (os.cpu_count() or 1) // workers)
-            if self.cache is None or not self.cache.replay_only:  # replay never calls the API: no key needed
-                create_provider(entry).check()
-            if self.is_worker and workers > 1:
-                # The in-flight limit is the model's, not each worker's: share it out.
-                limit = entry.max_concurrency or create_provider(entry).max_concurrency
-                entry.max_concurrency = max(1, -(-limit // workers))
-            self.entries[name] = entry
+            self.entries[name] = self._resolve_entry(name)
         self.model_names = list(self.entries)
         if self.judge_name:  # resolve now: a typo stops the run before any request
             self.judge_entry(self.judge_name)
+
+    def _resolve_entry(self, name: str) -> ModelEntry:
+        """A registry entry made ready for this process: threads and in-flight share under
+        xdist, and its key checked (a typo or missing key stops the run in one line)."""
+        entry = self.registry.get(name)
+        workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+        provider = create_provider(entry)
+        if entry.provider == "llama-cpp" and entry.n_threads is None:
+            # Workers share the cores; more threads than cores makes them starve each other.
+            entry.n_threads = max(1, (os.cpu_count() or 1) // workers)
+        if self.cache is None or not self.cache.replay_only:  # replay never calls the API: no key needed
+            provider.check()
+        if self.is_worker and workers > 1:
+            # The in-flight limit is the model's, not each worker's: share it out.
+            limit = entry.max_concurrency or provider.max_concurrency
+            entry.max_concurrency = max(1, -(-limit // workers))
+        return entry
 
     @property
     def engine(self) -> Engine:
@@ -252,13 +258,7 @@ class DistillSession:
         """The judge's entry: an evaluated model's own entry when it is one (one provider, one load)."""
         entry = self.entries.get(name) or self._judge_entries.get(name)
         if entry is None:
-            entry = self.registry.get(name)
-            if entry.provider == "llama-cpp" and entry.n_threads is None:
-                workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-                entry.n_threads = max(1, (os.cpu_count() or 1) // workers)
-            if self.cache is None or not self.cache.replay_only:
-                create_provider(entry).check()
-            self._judge_entries[name] = entry
+            entry = self._judge_entries[name] = self._resolve_entry(name)
         return entry
 
     def judge_for(self, item: ExampleItem) -> Judge:
@@ -360,7 +360,7 @@ class DistillSession:
                              if r.suite == s.suite and r.model == s.model and r.finished_at and r.latency_s
                              and not r.cached and r.outcome in (PASS, MISS)]
                 rate = sustained_rate(intervals)
-                hourly = entry.gpu_hourly_usd if entry.gpu_hourly_usd is not None else DEFAULT_GPU_HOURLY_USD
+                hourly = gpu_hourly(entry)
                 basis = f"${hourly:.2f}/h GPU / {rate:.2f} req/s measured" if rate else "-"
                 bench_run = saved_bench_rate(self.config, entry)  # a --distill-bench rate, when there is one
                 if bench_run is not None:

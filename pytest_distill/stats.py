@@ -8,8 +8,10 @@ from collections.abc import Sequence
 Z_95 = 1.959963984540054  # two-sided 95% normal quantile
 
 
-def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion; (0, 1) when n == 0."""
+def wilson_interval(successes: float, n: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion; (0, 1) when n == 0.
+
+    `successes` may be fractional (a pooled rate x n) for repeated runs."""
     if n == 0:
         return 0.0, 1.0
     p = successes / n

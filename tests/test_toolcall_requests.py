@@ -10,7 +10,9 @@ import pytest
 
 from pytest_distill.errors import ConfigError
 from pytest_distill.models.chat import tool_call_from_json, tool_call_schema, tools_as_json_schema
+from pytest_distill.engine import request_key
 from pytest_distill.models.openai_compatible import OpenAICompatibleProvider
+from pytest_distill.models.vllm import VLLMProvider
 from pytest_distill.models.registry import ModelEntry
 from pytest_distill.suite import build_request, load_suite
 
@@ -52,10 +54,11 @@ def test_json_schema_tool_style_sends_tools_as_text_and_constrains_the_reply(mul
     assert set(json.loads(assistant["content"].splitlines()[0])) == {"name", "parameters"}
 
 
-def test_json_schema_tool_style_changes_the_cache_identity():
-    native, text = OpenAICompatibleProvider(_entry()), OpenAICompatibleProvider(_entry(tool_style="json_schema"))
-    assert "tool_style" not in native.describe()
-    assert text.describe()["tool_style"] == "json_schema"
+@pytest.mark.parametrize("provider_class", [OpenAICompatibleProvider, VLLMProvider])
+def test_json_schema_tool_style_changes_the_cache_key(provider_class, multi_turn_request):
+    native = provider_class(_entry())
+    text = provider_class(_entry(tool_style="json_schema"))
+    assert request_key(native, multi_turn_request, 1) != request_key(text, multi_turn_request, 1)
 
 
 def test_unknown_tool_style_is_a_config_error():
