@@ -30,7 +30,13 @@ from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import pytest
+
 Responder = Callable[[dict[str, Any]], Any]
+
+# Plugin behaviour is tested serially and under xdist with the same cases.
+XDIST = pytest.param(["-n", "2"], id="xdist")
+SERIAL = pytest.param([], id="serial")
 
 
 def _question_text(body: dict[str, Any]) -> str:

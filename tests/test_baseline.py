@@ -6,24 +6,17 @@ import json
 
 import pytest
 
-from fakes import FakeChatServer, distill_project, numbered_rows
+from fakes import SERIAL, XDIST, FakeChatServer, distill_project, numbered_rows
 from pytest_distill.baseline import compare_to_baseline, load_baseline
 from pytest_distill.errors import ConfigError
 from pytest_distill.results import Record
 
-XDIST = pytest.param(["-n", "2"], id="xdist")
-SERIAL = pytest.param([], id="serial")
 
 
 @pytest.fixture(scope="module")
 def server():
     with FakeChatServer(numbered_rows(10)) as fake:
         yield fake
-
-
-@pytest.fixture(autouse=True)
-def _no_step_summary(monkeypatch):
-    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
 
 
 # --- pure ---------------------------------------------------------------------------

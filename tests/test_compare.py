@@ -11,11 +11,6 @@ from pytest_distill.compare import (Ranked, compare, cost_ratio_text, example_ou
 from pytest_distill.results import MISS, PASS, Record, summarize
 
 
-@pytest.fixture(autouse=True)
-def _no_step_summary(monkeypatch):
-    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
-
-
 def records(model: str, outcomes: str, suite: str = "s", repetition: int = 1) -> list[Record]:
     """'PPM.E' -> pass, pass, miss, skip, error for examples 0001.. (one repetition)."""
     kinds = {"P": PASS, "M": MISS, "E": "error", ".": "skip"}

@@ -7,12 +7,10 @@ from dataclasses import replace
 
 import pytest
 
-from fakes import FakeChatServer, distill_project, numbered_rows
+from fakes import SERIAL, XDIST, FakeChatServer, distill_project, numbered_rows
 from pytest_distill.gates import Gate, check_gate, exit_status
 from pytest_distill.results import Summary
 
-XDIST = pytest.param(["-n", "2"], id="xdist")
-SERIAL = pytest.param([], id="serial")
 
 
 @pytest.fixture(scope="module")
@@ -20,11 +18,6 @@ def server():
     # 10 rows: "even" scores 50%, "wrong:1" 90%.
     with FakeChatServer(numbered_rows(10)) as fake:
         yield fake
-
-
-@pytest.fixture(autouse=True)
-def _no_step_summary(monkeypatch):
-    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
 
 
 # --- pure verdicts --------------------------------------------------------------

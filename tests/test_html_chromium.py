@@ -24,11 +24,6 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-dev-shm-usage", "--window-size=1280,1600"]
 
 
-@pytest.fixture(autouse=True)
-def _no_step_summary(monkeypatch):
-    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
-
-
 @pytest.fixture
 def driver(tmp_path):
     from selenium.webdriver.chrome.service import Service

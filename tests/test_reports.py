@@ -24,11 +24,6 @@ def server():
         yield fake
 
 
-@pytest.fixture(autouse=True)
-def _no_step_summary(monkeypatch):
-    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
-
-
 def two_model_report(pytester, server, *args, out="out"):
     distill_project(pytester, server, {"good": "correct", "half": {"spec": "even", "gpu_hourly_usd": 0.01}},
                     suites={"topics": GATED})
