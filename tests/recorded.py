@@ -19,6 +19,12 @@ from typing import Any
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
+# One tool, in the OpenAI format every provider maps from.
+TOOLS = ({"type": "function", "function": {
+    "name": "set_light", "description": "Switch a light",
+    "parameters": {"type": "object", "properties": {"room": {"type": "string"}, "state": {"type": "string"}},
+                   "required": ["room", "state"]}}},)
+
 
 def reply(api: str, name: str) -> dict[str, Any]:
     """A fresh copy of a recorded reply (tests may edit it)."""

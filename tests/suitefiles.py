@@ -53,3 +53,12 @@ def write_suite(folder: Path, *, job: dict[str, Any] | None = None, rows: list[d
         writer.writerows(rows)
         target.write_text(out.getvalue())
     return folder
+
+
+def summary_row(output: str, suite: str, model: str) -> list[str]:
+    """The cells of the end-of-run table's row for suite x model."""
+    for line in output.splitlines():
+        cells = line.split()
+        if len(cells) > 2 and cells[0] == suite and cells[1] == model:
+            return cells
+    raise AssertionError(f"no summary row for {suite} x {model} in:\n{output}")

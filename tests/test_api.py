@@ -13,7 +13,7 @@ from pytest_distill import Completion, ToolCall, assert_tool_call_equivalent
 from pytest_distill.api import ToolCallMismatch
 
 from fakes import FakeChatServer
-from suitefiles import write_suite
+from suitefiles import summary_row, write_suite
 
 TOOLS = [{"type": "function", "function": {"name": "toggle_lights", "parameters": {
     "type": "object",
@@ -57,14 +57,6 @@ def project(pytester):
     with FakeChatServer(responder=_responder) as server:
         pytester.makefile(".toml", models=server.models_toml(fake="fake", other="other"))
         yield pytester
-
-
-def _row(output: str, suite: str, model: str) -> list[str]:
-    for line in output.splitlines():
-        cells = line.split()
-        if len(cells) > 2 and cells[0] == suite and cells[1] == model:
-            return cells
-    raise AssertionError(f"no row {suite} x {model} in:\n{output}")
 
 
 # --- assert_tool_call_equivalent -------------------------------------------------------------
@@ -115,7 +107,7 @@ def test_a_failing_assert_is_a_miss_and_a_provider_error_an_error(project, worke
     result = project.runpytest("test_custom.py", "--model=fake", "--junitxml=out.xml", "-p", "no:cacheprovider",
                                *workers)
     result.assert_outcomes(passed=1, failed=1, errors=1)
-    row = _row(result.stdout.str(), "lights::test_lights", "fake")
+    row = summary_row(result.stdout.str(), "lights::test_lights", "fake")
     assert row[2:7] == ["3", "1", "1", "1", "50.0%"]  # n, pass, miss, err, pass rate (errors aren't misses)
     result.stdout.fnmatch_lines(["*error: fake: HTTP 500: fake server error*"])
     cases = {c.get("name"): {p.get("name"): p.get("value") for p in c.findall("./properties/property")}
@@ -135,8 +127,8 @@ def test_a_failing_assert_is_a_miss_and_a_provider_error_an_error(project, worke
 def test_custom_tests_and_the_folder_suite_get_their_own_rows(project):
     result = project.runpytest("suites", "test_custom.py", "--model=fake", "-p", "no:cacheprovider")
     out = result.stdout.str()
-    assert _row(out, "lights", "fake")[2:6] == ["3", "1", "1", "1"]
-    assert _row(out, "lights::test_lights", "fake")[2:6] == ["3", "1", "1", "1"]
+    assert summary_row(out, "lights", "fake")[2:6] == ["3", "1", "1", "1"]
+    assert summary_row(out, "lights::test_lights", "fake")[2:6] == ["3", "1", "1", "1"]
 
 
 def test_other_outcomes_of_a_custom_test(project):
@@ -166,10 +158,10 @@ def test_other_outcomes_of_a_custom_test(project):
     result = project.runpytest("test_more.py", "--model=fake", "-p", "no:cacheprovider", "-rA")
     result.assert_outcomes(passed=1, skipped=1, failed=2, errors=1)
     out = result.stdout.str()
-    assert _row(out, "lights::test_skips", "fake")[2:6] == ["0", "0", "0", "0"]  # a skip is not run
-    assert _row(out, "lights::test_crashes", "fake")[2:6] == ["1", "0", "0", "1"]  # a crash is an error
-    assert _row(out, "lights::test_data_only", "fake")[2:6] == ["1", "1", "0", "0"]
-    assert _row(out, "lights::test_plain_assert", "fake")[2:6] == ["1", "0", "1", "0"]
+    assert summary_row(out, "lights::test_skips", "fake")[2:6] == ["0", "0", "0", "0"]  # a skip is not run
+    assert summary_row(out, "lights::test_crashes", "fake")[2:6] == ["1", "0", "0", "1"]  # a crash is an error
+    assert summary_row(out, "lights::test_data_only", "fake")[2:6] == ["1", "1", "0", "0"]
+    assert summary_row(out, "lights::test_plain_assert", "fake")[2:6] == ["1", "0", "1", "0"]
     result.stdout.fnmatch_lines(["*the 'model' and 'example' fixtures come with @examples(...)*"])
 
 

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from fakes import FakeChatServer
-from suitefiles import write_suite
+from suitefiles import summary_row, write_suite
 
 ROWS = [
     {"question": "Where was Guido van Rossum born?", "answer": "Haarlem"},
@@ -69,14 +69,6 @@ def _records(pytester) -> list[dict]:
             props["distill.extra"] = ast.literal_eval(props.get("distill.extra") or "{}")
             records.append(props)
     return records
-
-
-def _row(output: str, suite: str, model: str) -> list[str]:
-    for line in output.splitlines():
-        cells = line.split()
-        if len(cells) > 2 and cells[0] == suite and cells[1] == model:
-            return cells
-    raise AssertionError(f"no summary row for {suite} x {model} in:\n{output}")
 
 
 def test_judge_option_grades_and_records_verdicts(project, server):
@@ -140,7 +132,7 @@ def test_a_failing_judge_is_an_error_never_a_pass(project, judge, message):
     result = project.runpytest("suites", "--model=wrong", f"--judge={judge}", "--junitxml=out.xml")
     result.assert_outcomes(errors=3)
     result.stdout.fnmatch_lines([message])
-    assert _row(result.stdout.str(), "qa", "wrong")[2:6] == ["3", "0", "0", "3"]  # n, pass, miss, err
+    assert summary_row(result.stdout.str(), "qa", "wrong")[2:6] == ["3", "0", "0", "3"]  # n, pass, miss, err
     records = _records(project)
     assert {r["distill.outcome"] for r in records} == {"error"}
     assert all(r["distill.output"] == f"not-{row['answer']}" for r, row in zip(records, ROWS))  # the answer is kept
@@ -164,4 +156,4 @@ def test_xdist_gives_the_same_records(project):
     parallel = project.runpytest("suites", "--model=wrong", "--judge=judge-priced", "-n", "2")
     line = [x for x in serial.outlines if x.startswith("judge qa x wrong")]
     assert line and line == [x for x in parallel.outlines if x.startswith("judge qa x wrong")]
-    assert _row(serial.stdout.str(), "qa", "wrong")[2:8] == _row(parallel.stdout.str(), "qa", "wrong")[2:8]
+    assert summary_row(serial.stdout.str(), "qa", "wrong")[2:8] == summary_row(parallel.stdout.str(), "qa", "wrong")[2:8]

@@ -8,15 +8,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from conftest import free_port, needs_llama
-from suitefiles import write_suite
-
-
-def _table_row(output: str, suite: str, model: str) -> list[str]:
-    for line in output.splitlines():
-        cells = line.split()
-        if len(cells) > 2 and cells[0] == suite and cells[1] == model:
-            return cells
-    raise AssertionError(f"no summary row for {suite} x {model} in:\n{output}")
+from suitefiles import summary_row, write_suite
 
 
 def test_ids_are_stable_readable_and_selectable(pytester):
@@ -88,7 +80,7 @@ def test_unreachable_server_is_an_error_not_a_miss(pytester):
     result = pytester.runpytest("suites", "--model=down")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*error: down: connection error*(after 2 attempts)*"])
-    row = _table_row(result.stdout.str(), "topics", "down")
+    row = summary_row(result.stdout.str(), "topics", "down")
     assert row[2:6] == ["1", "0", "0", "1"]  # n, pass, miss, err
 
 
@@ -99,7 +91,7 @@ def test_embedded_model_run_records_and_junit(pytester, workers):
     write_suite(pytester.path / "suites" / "topics")
     result = pytester.runpytest("suites", "--junitxml=out.xml", *workers)
     outcomes = result.parseoutcomes()
-    row = _table_row(result.stdout.str(), "topics", "smollm2-135m")
+    row = summary_row(result.stdout.str(), "topics", "smollm2-135m")
     n, passed, missed, errors = map(int, row[2:6])
     assert (n, errors) == (6, 0)
     assert passed == outcomes.get("passed", 0) and missed == outcomes.get("failed", 0)
@@ -122,8 +114,8 @@ def test_embedded_model_run_records_and_junit(pytester, workers):
 @pytest.mark.slow
 def test_serial_and_xdist_give_the_same_numbers(pytester):
     write_suite(pytester.path / "suites" / "topics")
-    serial = _table_row(pytester.runpytest("suites").stdout.str(), "topics", "smollm2-135m")
-    parallel = _table_row(pytester.runpytest("suites", "-n", "2").stdout.str(), "topics", "smollm2-135m")
+    serial = summary_row(pytester.runpytest("suites").stdout.str(), "topics", "smollm2-135m")
+    parallel = summary_row(pytester.runpytest("suites", "-n", "2").stdout.str(), "topics", "smollm2-135m")
     # n, pass, miss, err, pass rate, CI: identical; latencies may differ
     assert serial[:8] == parallel[:8]
 
@@ -134,7 +126,7 @@ def test_openai_compatible_provider_against_a_real_llama_cpp_server(pytester, mo
     write_suite(pytester.path / "suites" / "topics")
     pytester.makefile(".toml", models=models_toml_for_server)
     result = pytester.runpytest("suites", "--model=served", "--junitxml=out.xml")
-    row = _table_row(result.stdout.str(), "topics", "served")
+    row = summary_row(result.stdout.str(), "topics", "served")
     assert row[2] == "6" and row[5] == "0"  # six answered, no errors
     props = [{p.get("name"): p.get("value") for p in case.findall("./properties/property")}
              for case in ET.parse(pytester.path / "out.xml").findall(".//testcase")]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from recorded import RecordedServer, closed_port_url, reply, run_complete
+from recorded import TOOLS, RecordedServer, closed_port_url, reply, run_complete
 
 from pytest_distill.cost import api_cost
 from pytest_distill.errors import ConfigError
@@ -13,11 +13,6 @@ from pytest_distill.models.gemini_api import to_gemini
 from pytest_distill.models.registry import Registry, create_provider
 
 KEY = "AIza-test-0123456789"
-
-TOOLS = ({"type": "function", "function": {
-    "name": "set_light", "description": "Switch a light",
-    "parameters": {"type": "object", "properties": {"room": {"type": "string"}, "state": {"type": "string"}}}}},)
-
 
 @pytest.fixture
 def server():

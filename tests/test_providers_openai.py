@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from recorded import RecordedServer, closed_port_url, reply, run_complete
+from recorded import TOOLS, RecordedServer, closed_port_url, reply, run_complete
 
 from pytest_distill.cost import api_cost
 from pytest_distill.errors import ConfigError
@@ -14,12 +14,6 @@ from pytest_distill.models.registry import Registry, create_provider
 
 KEY = "sk-test-openai-0123456789"
 XKEY = "xai-test-0123456789"
-
-TOOLS = ({"type": "function", "function": {
-    "name": "set_light", "description": "Switch a light",
-    "parameters": {"type": "object", "properties": {"room": {"type": "string"}, "state": {"type": "string"}},
-                   "required": ["room", "state"]}}},)
-
 
 @pytest.fixture
 def server():

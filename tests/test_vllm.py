@@ -24,7 +24,7 @@ from pytest_distill.models.base import OutputConstraint, Request
 from pytest_distill.models.registry import ModelEntry
 from pytest_distill.models.vllm import VLLMProvider, check_entry, plan_server
 from pytest_distill.server import ServerInfo, _group_alive, log_tail, process_tree_rss
-from suitefiles import write_suite
+from suitefiles import summary_row, write_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_SERVER = ROOT / "benchmarks" / "fake_server.py"
@@ -269,11 +269,7 @@ def test_server_info_reports_exit_from_the_status_file(tmp_path):
 
 
 def _row(output: str, suite: str = "topics", model: str = "fake") -> list[str]:
-    for line in output.splitlines():
-        cells = line.split()
-        if len(cells) > 2 and cells[0] == suite and cells[1] == model:
-            return cells
-    raise AssertionError(f"no summary row for {suite} x {model} in:\n{output}")
+    return summary_row(output, suite, model)
 
 
 def test_prefetched_requests_of_items_that_never_ran_are_not_counted(pytester, model_dir, fake_python):
