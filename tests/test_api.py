@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from pytest_distill import Completion, ToolCall, assert_tool_call_equivalent
-from pytest_distill.api import ToolCallMismatch
+from pytest_distill.plugin.api import ToolCallMismatch
 
 from fakes import FakeChatServer
 from suitefiles import summary_row, write_suite

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from fakes import SERIAL, XDIST, FakeChatServer, distill_project, numbered_rows
-from pytest_distill.baseline import compare_to_baseline, load_baseline
-from pytest_distill.errors import ConfigError
-from pytest_distill.results import Record
+from pytest_distill.core.baseline import compare_to_baseline, load_baseline
+from pytest_distill.core.errors import ConfigError
+from pytest_distill.core.records import Record
 
 
 

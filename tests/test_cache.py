@@ -12,8 +12,8 @@ import textwrap
 import pytest
 from recorded import LabelResponder, RecordedServer, make_project, suite_answers, table
 
-from pytest_distill.cache import FILE_NAME, SqliteCache, open_cache
-from pytest_distill.errors import ConfigError
+from pytest_distill.runtime.cache import FILE_NAME, SqliteCache, open_cache
+from pytest_distill.core.errors import ConfigError
 from pytest_distill.models.base import Completion, Usage
 
 ANSWER = Completion(text="card_arrival", usage=Usage(input_tokens=12, output_tokens=3), latency_s=0.4).to_dict()
@@ -93,7 +93,7 @@ def test_concurrent_writers_in_several_processes(tmp_path):
 
 KILLED_WRITER = textwrap.dedent("""
     import os, signal, sys
-    from pytest_distill.cache import SqliteCache
+    from pytest_distill.runtime.cache import SqliteCache
     cache = SqliteCache(sys.argv[1])
     cache.put("committed", {"text": "kept"})
     cache._conn.execute("BEGIN IMMEDIATE")

@@ -6,9 +6,9 @@ import pytest
 from scipy import stats as sps
 
 from fakes import FakeChatServer, distill_project, numbered_rows
-from pytest_distill.compare import (Ranked, compare, cost_ratio_text, example_outcomes, paired_test, route,
+from pytest_distill.core.compare import (Ranked, compare, cost_ratio_text, example_outcomes, paired_test, route,
                                     route_text)
-from pytest_distill.results import MISS, PASS, Record, summarize
+from pytest_distill.core.records import MISS, PASS, Record, summarize
 
 
 def records(model: str, outcomes: str, suite: str = "s", repetition: int = 1) -> list[Record]:

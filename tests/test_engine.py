@@ -12,7 +12,7 @@ import random
 import pytest
 from recorded import RecordedServer, reply
 
-from pytest_distill.engine import BACKOFF_CAP_S, Engine, _Limits, request_key
+from pytest_distill.runtime.engine import BACKOFF_CAP_S, Engine, _Limits, request_key
 from pytest_distill.models.base import Completion, Provider, ProviderError, Request, Usage
 from pytest_distill.models.registry import PROVIDERS, ModelEntry, Registry
 

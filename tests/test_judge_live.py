@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import needs_llama
-from pytest_distill.engine import Engine
+from pytest_distill.runtime.engine import Engine
 from pytest_distill.models.base import Completion, Request
 from pytest_distill.models.registry import Registry
 from pytest_distill.scoring.judge import REASON_MAX_CHARS, VERDICTS, Judge, JudgeError, grader_talk

@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from pytest_distill.cost import api_cost
-from pytest_distill.engine import Engine
+from pytest_distill.core.cost import api_cost
+from pytest_distill.runtime.engine import Engine
 from pytest_distill.models.base import OutputConstraint, Request
 from pytest_distill.models.registry import Registry
 

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from pytest_distill.errors import ConfigError
+from pytest_distill.core.errors import ConfigError
 from pytest_distill.models.base import OutputConstraint, ProviderError, Request
-from pytest_distill.models.llama_cpp import LlamaCppProvider, resolve_model_path
+from pytest_distill.models.providers.llama_cpp import LlamaCppProvider, resolve_model_path
 from pytest_distill.models.registry import Registry
 
 from conftest import needs_llama

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pytest_distill.errors import SuiteError
+from pytest_distill.core.errors import SuiteError
 from pytest_distill.suite import TaskType, load_suite
 from suitefiles import TOPIC_ROWS, write_suite
 

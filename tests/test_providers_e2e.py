@@ -51,7 +51,7 @@ def test_claude_and_smollm2_repeated_with_variance_and_cost(pytester, monkeypatc
 def test_self_hosted_cost_is_gpu_hourly_over_the_sustained_rate():
     import pytest
 
-    from pytest_distill.cost import self_hosted_cost_per_request, sustained_rate
+    from pytest_distill.core.cost import self_hosted_cost_per_request, sustained_rate
 
     # the design's H100 figure: 222 requests/s at $2.40/hour is about $3 per million requests
     assert self_hosted_cost_per_request(2.40, 222) * 1e6 == pytest.approx(3.003, abs=1e-3)
@@ -66,7 +66,7 @@ def test_self_hosted_cost_is_gpu_hourly_over_the_sustained_rate():
 def test_api_cost_prices_cached_and_reasoning_tokens():
     import pytest
 
-    from pytest_distill.cost import api_cost
+    from pytest_distill.core.cost import api_cost
     from pytest_distill.models.base import Usage
     from pytest_distill.models.registry import Registry
 
@@ -80,7 +80,7 @@ def test_api_cost_prices_cached_and_reasoning_tokens():
 
 def test_flips_column_only_with_repetitions():
     from pytest_distill.report.terminal import summary_rows
-    from pytest_distill.results import Record, summarize
+    from pytest_distill.core.records import Record, summarize
 
     def rec(example, rep, outcome):
         return Record(suite="s", suite_path="s", model="m", example_id=example, repetition=rep, outcome=outcome)

@@ -7,8 +7,8 @@ import json
 import pytest
 from recorded import TOOLS, RecordedServer, closed_port_url, reply, run_complete
 
-from pytest_distill.cost import api_cost
-from pytest_distill.errors import ConfigError
+from pytest_distill.core.cost import api_cost
+from pytest_distill.core.errors import ConfigError
 from pytest_distill.models.base import OutputConstraint, ProviderError, Request, ToolCall
 from pytest_distill.models.registry import Registry, create_provider
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from pytest_distill import stats
+from pytest_distill.core import stats
 
 TOL = 1e-9
 

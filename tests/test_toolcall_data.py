@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from pytest_distill.errors import SuiteError
+from pytest_distill.core.errors import SuiteError
 from pytest_distill.models.base import Completion, ToolCall
 from pytest_distill.models.chat import SYNTHETIC_TOOL_RESULT, render_history_for_text_model, with_tool_results
 from pytest_distill.scoring.toolcalls import tool_call_equivalence, validation_errors

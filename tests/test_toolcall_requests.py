@@ -8,11 +8,11 @@ import json
 
 import pytest
 
-from pytest_distill.errors import ConfigError
+from pytest_distill.core.errors import ConfigError
 from pytest_distill.models.chat import tool_call_from_json, tool_call_schema, tools_as_json_schema
-from pytest_distill.engine import request_key
-from pytest_distill.models.openai_compatible import OpenAICompatibleProvider
-from pytest_distill.models.vllm import VLLMProvider
+from pytest_distill.runtime.engine import request_key
+from pytest_distill.models.providers.openai_compatible import OpenAICompatibleProvider
+from pytest_distill.models.providers.vllm import VLLMProvider
 from pytest_distill.models.registry import ModelEntry
 from pytest_distill.suite import build_request, load_suite
 

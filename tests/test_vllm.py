@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_distill.errors import ConfigError
+from pytest_distill.core.errors import ConfigError
 from pytest_distill.models.base import OutputConstraint, Request
 from pytest_distill.models.registry import ModelEntry
-from pytest_distill.models.vllm import VLLMProvider, check_entry, plan_server
-from pytest_distill.server import ServerInfo, _group_alive, log_tail, process_tree_rss
+from pytest_distill.models.providers.vllm import VLLMProvider, check_entry, plan_server
+from pytest_distill.runtime.servers import ServerInfo, _group_alive, log_tail, process_tree_rss
 from suitefiles import summary_row, write_suite
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,7 +86,7 @@ def test_plan_server_builds_the_launch_command(model_dir, fake_python, tmp_path)
     server = plan_server(entry, tmp_path)
     command = server.command
     assert command[0] == str(fake_python)
-    assert command[1].endswith("pytest_distill/vllm_launch.py")
+    assert command[1].endswith("pytest_distill/runtime/scripts/vllm_launch.py")
     assert command[2:4] == ["serve", str(model_dir)]
     assert command[command.index("--served-model-name") + 1] == str(model_dir)
     template = command[command.index("--chat-template") + 1]
@@ -312,7 +312,7 @@ def test_bench_refuses_xdist(pytester, model_dir, fake_python):
 
 
 def test_with_base_url_the_plugin_attaches_and_starts_nothing(pytester, model_dir, tmp_path):
-    from pytest_distill.server import ManagedServer, free_port
+    from pytest_distill.runtime.servers import ManagedServer, free_port
 
     port = free_port()
     running = ManagedServer(name="outside", kind="fake", log_path=tmp_path / "outside.log", startup_timeout_s=30,

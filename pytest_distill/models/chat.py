@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .base import OutputConstraint, Request, ToolCall
+from pytest_distill.models.base import OutputConstraint, Request, ToolCall
 
 SYNTHETIC_TOOL_RESULT = json.dumps({"status": "ok"})
 

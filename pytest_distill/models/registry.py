@@ -15,20 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-from .base import Provider
+from pytest_distill.core.errors import ConfigError
+from pytest_distill.models.base import Provider
 
 BUILTIN_MODELS = Path(__file__).with_name("models.toml")
 
 # provider name -> "module:Class", imported lazily
 PROVIDERS: dict[str, str] = {
-    "llama-cpp": "pytest_distill.models.llama_cpp:LlamaCppProvider",
-    "openai-compatible": "pytest_distill.models.openai_compatible:OpenAICompatibleProvider",
-    "openai": "pytest_distill.models.openai_api:OpenAIProvider",
-    "xai": "pytest_distill.models.openai_api:XAIProvider",
-    "anthropic": "pytest_distill.models.anthropic_api:AnthropicProvider",
-    "gemini": "pytest_distill.models.gemini_api:GeminiProvider",
-    "vllm": "pytest_distill.models.vllm:VLLMProvider",
+    "llama-cpp": "pytest_distill.models.providers.llama_cpp:LlamaCppProvider",
+    "openai-compatible": "pytest_distill.models.providers.openai_compatible:OpenAICompatibleProvider",
+    "openai": "pytest_distill.models.providers.openai_api:OpenAIProvider",
+    "xai": "pytest_distill.models.providers.openai_api:XAIProvider",
+    "anthropic": "pytest_distill.models.providers.anthropic_api:AnthropicProvider",
+    "gemini": "pytest_distill.models.providers.gemini_api:GeminiProvider",
+    "vllm": "pytest_distill.models.providers.vllm:VLLMProvider",
 }
 
 # Self-hosted providers are priced by GPU time, APIs by tokens.

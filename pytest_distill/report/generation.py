@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from ..results import Record
-from .terminal import money
+from pytest_distill.core.records import Record
+from pytest_distill.report.terminal import money
 
 
 def _judgements(record: Record) -> list[dict[str, Any]]:

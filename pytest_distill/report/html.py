@@ -13,8 +13,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from .. import stats
-from .terminal import money
+from pytest_distill.core import stats
+from pytest_distill.report.terminal import money
 
 HERE = Path(__file__).parent
 MAX_TABLE_ROWS = 2000  # misses / errors shown; the rest stay in results.json
@@ -249,7 +249,7 @@ def _summary_table(summaries: list[dict[str, Any]]) -> str:
 
 
 def _comparison(comparison: dict[str, Any]) -> str:
-    from ..compare import SuiteComparison, route_text, significance_text
+    from pytest_distill.core.compare import SuiteComparison, route_text, significance_text
 
     obj = SuiteComparison.from_dict(comparison)
     ranking = obj.ranking

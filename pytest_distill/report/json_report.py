@@ -122,7 +122,8 @@ def build_document(*, created_at: str, run: dict[str, Any], models: dict[str, di
 
 def write_reports(directory: Path, document: dict[str, Any]) -> list[Path]:
     """results.json, report.html and summary.md in `directory` (created if needed)."""
-    from . import html, markdown
+    from pytest_distill.report import html
+    from pytest_distill.report import markdown
 
     directory.mkdir(parents=True, exist_ok=True)
     written = []
@@ -142,7 +143,7 @@ def append_step_summary(document: dict[str, Any]) -> Path | None:
     target = os.environ.get("GITHUB_STEP_SUMMARY")
     if not target:
         return None
-    from . import markdown
+    from pytest_distill.report import markdown
 
     with open(target, "a", encoding="utf-8") as fh:
         fh.write(markdown.render(document) + "\n")
@@ -162,7 +163,7 @@ def from_session(distill: Any, session: Any, summaries: list[Any], costs: dict[t
     import time
     from datetime import datetime, timezone
 
-    from ..compare import DEFAULT_ALPHA
+    from pytest_distill.core.compare import DEFAULT_ALPHA
 
     config = distill.config
     gates = {(g.suite, g.model): g.to_dict() for g in distill.gate_results}

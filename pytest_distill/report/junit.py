@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ..gates import GateResult
+from pytest_distill.core.gates import GateResult
 
 GATE_TESTCASE = "distill-gate"
 

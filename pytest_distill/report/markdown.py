@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .terminal import money
+from pytest_distill.report.terminal import money
 
 MAX_LISTED = 20  # newly failing examples named per suite x model
 
@@ -78,6 +78,6 @@ def render(document: dict[str, Any]) -> str:
 
 
 def _route(comparison: dict[str, Any]) -> str:
-    from ..compare import SuiteComparison, route_text
+    from pytest_distill.core.compare import SuiteComparison, route_text
 
     return route_text(SuiteComparison.from_dict(comparison))

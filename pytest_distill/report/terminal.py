@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..results import Summary
+from pytest_distill.core.records import Summary
 
 
 def _pct(value: float | None) -> str:

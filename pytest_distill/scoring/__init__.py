@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..errors import ConfigError
-from ..models.base import Completion
-from ..suite.model import Example, TaskType
-from .base import Score
-from .classification import score_label
-from .judge import score_judge
-from .sql import score_sql_execution
-from .text import score_normalized_exact_match, score_rouge_l, score_token_f1
-from .toolcalls import score_binary_tool_call, score_staged_tool_call, score_tool_call_equivalence
+from pytest_distill.core.errors import ConfigError
+from pytest_distill.models.base import Completion
+from pytest_distill.suite.model import Example, TaskType
+from pytest_distill.scoring.base import Score
+from pytest_distill.scoring.classification import score_label
+from pytest_distill.scoring.judge import score_judge
+from pytest_distill.scoring.sql import score_sql_execution
+from pytest_distill.scoring.text import score_normalized_exact_match, score_rouge_l, score_token_f1
+from pytest_distill.scoring.toolcalls import score_binary_tool_call, score_staged_tool_call, score_tool_call_equivalence
 
 Scorer = Callable[[Example, Completion], Score]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 import string
 
-from ..models.base import Completion
-from .base import Score
+from pytest_distill.models.base import Completion
+from pytest_distill.scoring.base import Score
 
 _PREFIX = re.compile(r"^\s*(?:the\s+)?(?:label|class|category|answer|intent)\s*(?:is)?\s*[:=\-]?\s*", re.IGNORECASE)
 _EDGE = string.punctuation + string.whitespace + "“”‘’«»`"

@@ -27,9 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..models.base import Completion, OutputConstraint, ProviderError, Request, Usage
-from .base import Score, ScoringError
-from .text import answer_text, reference_texts
+from pytest_distill.models.base import Completion, OutputConstraint, ProviderError, Request, Usage
+from pytest_distill.scoring.base import Score, ScoringError
+from pytest_distill.scoring.text import answer_text, reference_texts
 
 VERDICTS = ("good", "bad")
 REASON_MAX_CHARS = 300
@@ -287,7 +287,7 @@ class Judge:
 
 def judge_inputs(example, completion: Completion) -> dict[str, str]:
     """question (as the model saw it), reference and candidate texts for grading."""
-    from ..suite.prompts import user_text  # the judge sees the input the model saw
+    from pytest_distill.suite.prompts import user_text  # the judge sees the input the model saw
 
     if isinstance(example.question, str):
         question = user_text(example)

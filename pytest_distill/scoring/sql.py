@@ -34,9 +34,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..models.base import Completion
-from .base import Score, ScoringError
-from .text import answer_text
+from pytest_distill.models.base import Completion
+from pytest_distill.scoring.base import Score, ScoringError
+from pytest_distill.scoring.text import answer_text
 
 
 @dataclass(frozen=True)

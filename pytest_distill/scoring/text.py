@@ -13,8 +13,8 @@ import unicodedata
 from collections import Counter
 from typing import Any
 
-from ..models.base import Completion
-from .base import Score
+from pytest_distill.models.base import Completion
+from pytest_distill.scoring.base import Score
 
 # Thresholds used only when token F1 / ROUGE-L is a suite's gating scorer.
 F1_PASS = 0.5

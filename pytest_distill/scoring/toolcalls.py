@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import Score
+from pytest_distill.scoring.base import Score
 
 # --- reading calls out of a reply --------------------------------------------------
 

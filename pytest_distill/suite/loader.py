@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from ..errors import SuiteError
-from .model import Example, Suite, SuiteSettings, TaskType
+from pytest_distill.core.errors import SuiteError
+from pytest_distill.suite.model import Example, Suite, SuiteSettings, TaskType
 
 JOB_FILE = "job_description.json"
 TEST_FILES = ("test.jsonl", "test.csv")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..models.base import OutputConstraint, Request
-from .model import Example, Suite, TaskType
+from pytest_distill.models.base import OutputConstraint, Request
+from pytest_distill.suite.model import Example, Suite, TaskType
 
 # Enough for the longest label or a tool call; generation stops earlier at temperature 0.
 DEFAULT_MAX_TOKENS = {

@@ -35,8 +35,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import DistillError
-from .models.registry import mask_secret_args
+from pytest_distill.core.errors import DistillError
+from pytest_distill.models.registry import mask_secret_args
 
 LOG_TAIL_LINES = 25
 PROGRESS_EVERY_S = 10.0
@@ -296,7 +296,7 @@ def _stop_all_at_exit() -> None:
 # --- the servers of one pytest session -----------------------------------------
 
 # provider name -> "module:function" building a ManagedServer for an entry that needs one
-MANAGED: dict[str, str] = {"vllm": "pytest_distill.models.vllm:plan_server"}
+MANAGED: dict[str, str] = {"vllm": "pytest_distill.models.providers.vllm:plan_server"}
 
 
 class ServerPool:

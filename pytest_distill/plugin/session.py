@@ -17,26 +17,27 @@ from typing import Any
 
 import pytest
 
-from . import api, scoring
-from .baseline import BaselineDelta, baseline_records, compare_to_baseline, format_delta, load_baseline
-from .cache import SqliteCache, open_cache
-from .collect import ExampleItem, Miss, ProviderFailure, SuiteFile
-from .compare import SuiteComparison, compare, format_comparison
-from .cost import api_cost, gpu_hourly, self_hosted_cost_per_request, sustained_rate
-from .engine import Engine
-from .errors import ConfigError, DistillError
-from .gates import Gate, GateResult, check_gate, exit_status
-from .models.base import ProviderError
-from .models.registry import DEFAULT_GPU_HOURLY_USD, ModelEntry, Registry, create_provider
-from .report.generation import generation_lines
-from .report.terminal import format_table, money, summary_rows
-from .scoring.base import ScoringError
-from .scoring.judge import Judge
-from .results import ERROR, MISS, PASS, SKIP, Record, Summary, summarize
-from .bench import saved_rate as saved_bench_rate
-from .server import ServerPool, attach_from_worker_input
-from .suite import SuiteSettings, build_request, is_suite_dir
-from .suite.loader import JOB_FILE, SETTINGS_FILE, TEST_FILES, find_test_file, read_settings
+from pytest_distill.plugin import api
+from pytest_distill import scoring
+from pytest_distill.core.baseline import BaselineDelta, baseline_records, compare_to_baseline, format_delta, load_baseline
+from pytest_distill.runtime.cache import SqliteCache, open_cache
+from pytest_distill.plugin.collect import ExampleItem, Miss, ProviderFailure, SuiteFile
+from pytest_distill.core.compare import SuiteComparison, compare, format_comparison
+from pytest_distill.core.cost import api_cost, gpu_hourly, self_hosted_cost_per_request, sustained_rate
+from pytest_distill.runtime.engine import Engine
+from pytest_distill.core.errors import ConfigError, DistillError
+from pytest_distill.core.gates import Gate, GateResult, check_gate, exit_status
+from pytest_distill.models.base import ProviderError
+from pytest_distill.models.registry import DEFAULT_GPU_HOURLY_USD, ModelEntry, Registry, create_provider
+from pytest_distill.report.generation import generation_lines
+from pytest_distill.report.terminal import format_table, money, summary_rows
+from pytest_distill.scoring.base import ScoringError
+from pytest_distill.scoring.judge import Judge
+from pytest_distill.core.records import ERROR, MISS, PASS, SKIP, Record, Summary, summarize
+from pytest_distill.bench.load import saved_rate as saved_bench_rate
+from pytest_distill.runtime.servers import ServerPool, attach_from_worker_input
+from pytest_distill.suite import SuiteSettings, build_request, is_suite_dir
+from pytest_distill.suite.loader import JOB_FILE, SETTINGS_FILE, TEST_FILES, find_test_file, read_settings
 
 DEFAULT_MODEL = "smollm2-135m"
 DEFAULT_JUDGE = "smollm2-135m"  # offline default; --judge or distill.toml `judge` for a real one
@@ -419,8 +420,8 @@ class DistillSession:
     def finish(self, session: pytest.Session) -> None:
         """Apply gates (with a gate, misses inside a passing gate don't fail the run), compare the
         models and the baseline, and write the reports."""
-        from .report.json_report import append_step_summary, from_session, write_reports
-        from .report.junit import add_gate_testcases
+        from pytest_distill.report.json_report import append_step_summary, from_session, write_reports
+        from pytest_distill.report.junit import add_gate_testcases
 
         summaries = self.summaries()
         costs = self.costs(summaries)

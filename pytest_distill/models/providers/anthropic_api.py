@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .api_common import (
+from pytest_distill.models.providers.hosted import (
     HostedProvider,
     choice_schema,
     known_key,
@@ -13,8 +13,8 @@ from .api_common import (
     status_error,
     unwrap_label,
 )
-from .base import Completion, ProviderError, Request, ToolCall, Usage, arguments_from_json
-from .chat import with_tool_results
+from pytest_distill.models.base import Completion, ProviderError, Request, ToolCall, Usage, arguments_from_json
+from pytest_distill.models.chat import with_tool_results
 
 # Anthropic stop reasons in the OpenAI vocabulary the rest of the plugin uses.
 FINISH_REASONS = {

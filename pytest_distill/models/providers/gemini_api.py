@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any
 
-from .api_common import (
+from pytest_distill.models.providers.hosted import (
     HostedProvider,
     choice_schema,
     is_retryable_status,
@@ -16,8 +16,8 @@ from .api_common import (
     retry_after_seconds,
     unwrap_label,
 )
-from .base import Completion, ProviderError, Request, ToolCall, Usage
-from .chat import with_tool_results
+from pytest_distill.models.base import Completion, ProviderError, Request, ToolCall, Usage
+from pytest_distill.models.chat import with_tool_results
 
 TOOL_MODE = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
 # Gemini finish reasons that mean a filter stopped the answer.

@@ -23,9 +23,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import stats
-from .models.base import Provider, ProviderError, Request
-from .server import info_for, process_tree_rss
+from pytest_distill.core import stats
+from pytest_distill.models.base import Provider, ProviderError, Request
+from pytest_distill.runtime.servers import info_for, process_tree_rss
 
 CACHE_KEY = "pytest-distill/bench/"
 
@@ -67,7 +67,7 @@ class _Sample:
 
 
 def _supports_streaming(provider: Provider) -> bool:
-    from .models.openai_compatible import OpenAICompatibleProvider
+    from pytest_distill.models.providers.openai_compatible import OpenAICompatibleProvider
 
     return isinstance(provider, OpenAICompatibleProvider)
 
@@ -247,7 +247,7 @@ def _bytes(value: int | None) -> str:
 
 
 def format_results(results: list[BenchResult], cost_per_million: dict[str, str]) -> list[str]:
-    from .report.terminal import format_table
+    from pytest_distill.report.terminal import format_table
 
     header = ["model", "conc", "requests", "errors", "seconds", "req/s", "out tok/s", "p50", "p95", "p99",
               "TTFT p50", "TTFT p95", "TTFT p99", "server RSS", "GPU mem", "$/1M req"]
@@ -284,7 +284,7 @@ def add_options(group: Any) -> None:
 
 def check_options(config: Any) -> None:
     """One-line errors for bench options that can't work (raised as ConfigError)."""
-    from .errors import ConfigError
+    from pytest_distill.core.errors import ConfigError
 
     if not config.getoption("distill_bench"):
         return
@@ -317,8 +317,8 @@ def saved_rate(config: Any, entry: Any) -> dict[str, Any] | None:
 
 def run_for_session(distill: Any, items: list[Any]) -> list[BenchResult]:
     """Benchmark every --model on the collected items' requests, one model at a time."""
-    from .collect import ExampleItem
-    from .models.registry import create_provider
+    from pytest_distill.plugin.collect import ExampleItem
+    from pytest_distill.models.registry import create_provider
 
     config = distill.config
     results: list[BenchResult] = []
@@ -351,8 +351,8 @@ def terminal_summary(distill: Any, terminalreporter: Any) -> None:
     results: list[BenchResult] = getattr(distill, "bench_results", [])
     if not results:
         return
-    from .cost import self_hosted_cost_per_request
-    from .report.terminal import money
+    from pytest_distill.core.cost import self_hosted_cost_per_request
+    from pytest_distill.report.terminal import money
 
     costs: dict[str, str] = {}
     for r in results:

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .api_common import (
+from pytest_distill.models.providers.hosted import (
     api_key,
     known_key,
     redacted_error,
     status_error,
 )
-from .base import Completion, ProviderError, Request
-from .openai_compatible import OpenAICompatibleProvider
+from pytest_distill.models.base import Completion, ProviderError, Request
+from pytest_distill.models.providers.openai_compatible import OpenAICompatibleProvider
 
 
 class OpenAIProvider(OpenAICompatibleProvider):

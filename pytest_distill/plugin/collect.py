@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .errors import DistillError
-from .suite import Example, load_suite
+from pytest_distill.core.errors import DistillError
+from pytest_distill.suite import Example, load_suite
 
 if TYPE_CHECKING:
-    from .session import DistillSession
+    from pytest_distill.plugin.session import DistillSession
 
 
 class ProviderFailure(Exception):

@@ -12,8 +12,8 @@ import re
 import time
 from typing import Any
 
-from ..errors import ConfigError
-from .base import Provider, ProviderError
+from pytest_distill.core.errors import ConfigError
+from pytest_distill.models.base import Provider, ProviderError
 
 REDACTED = "[REDACTED]"
 

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .models.base import Completion
+from pytest_distill.core.errors import ConfigError
+from pytest_distill.models.base import Completion
 
 MODES = ("off", "readwrite", "read", "write", "replay")
 DEFAULT_MODE = "readwrite"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .models.base import Usage
-from .models.registry import DEFAULT_GPU_HOURLY_USD, ModelEntry
+from pytest_distill.models.base import Usage
+from pytest_distill.models.registry import DEFAULT_GPU_HOURLY_USD, ModelEntry
 
 
 def api_cost(entry: ModelEntry, usage: Usage) -> float | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .results import Summary
+from pytest_distill.core.records import Summary
 
 EXIT_OK = 0  # pytest.ExitCode values, kept here so this module stays free of pytest
 EXIT_TESTS_FAILED = 1

@@ -20,9 +20,9 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import stats
-from .gates import gated_rate
-from .results import MISS, PASS, Record, Summary
+from pytest_distill.core import stats
+from pytest_distill.core.gates import gated_rate
+from pytest_distill.core.records import MISS, PASS, Record, Summary
 
 DEFAULT_ALPHA = 0.05
 DEFAULT_TOLERANCE_PP = 1.0

@@ -21,13 +21,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-from ..server import ManagedServer, free_port, info_for, port_in_use
-from .base import Completion, ProviderError, Request
-from .openai_compatible import OpenAICompatibleProvider
+from pytest_distill.core.errors import ConfigError
+from pytest_distill.runtime.servers import ManagedServer, free_port, info_for, port_in_use
+from pytest_distill.models.base import Completion, ProviderError, Request
+from pytest_distill.models.providers.openai_compatible import OpenAICompatibleProvider
 
 PYTHON_ENV = "DISTILL_VLLM_PYTHON"
-LAUNCHER = Path(__file__).resolve().parent.parent / "vllm_launch.py"
+LAUNCHER = Path(__file__).resolve().parents[2] / "runtime" / "scripts" / "vllm_launch.py"
 DEFAULT_HOST = "127.0.0.1"
 
 # Defaults for the CPU build (ignored by GPU builds); the entry's serve_env and the
@@ -68,7 +68,7 @@ def model_folder(spec: str) -> Path:
     """`cache:NAME` -> NAME in pytest-distill's cache folder (where the convert command
     writes; $DISTILL_CACHE_DIR or ~/.cache/pytest-distill); else the path itself."""
     if spec.startswith("cache:"):
-        from ..convert import cache_dir
+        from pytest_distill.runtime.scripts.convert import cache_dir
 
         return cache_dir() / spec[len("cache:"):]
     return Path(spec).expanduser()
@@ -77,7 +77,7 @@ def model_folder(spec: str) -> Path:
 def _resolve_arg(arg: str) -> str:
     if not arg.startswith("pkg:"):
         return arg
-    from .llama_cpp import resolve_model_path
+    from pytest_distill.models.providers.llama_cpp import resolve_model_path
 
     return str(resolve_model_path(arg))
 
@@ -116,7 +116,7 @@ def check_entry(entry: Any) -> None:
     if is_local_model(entry.model):
         folder = model_folder(entry.model)
         if not folder.is_dir():
-            hint = " (build it with: python -m pytest_distill.convert)" if entry.model.startswith("cache:") else ""
+            hint = " (build it with: python -m pytest_distill.runtime.scripts.convert)" if entry.model.startswith("cache:") else ""
             raise ConfigError(f"model '{entry.name}': model folder not found: {folder}{hint}")
         if not (folder / "config.json").is_file():
             raise ConfigError(f"model '{entry.name}': {folder} is not a Hugging Face model folder (no config.json)")

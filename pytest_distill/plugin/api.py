@@ -23,16 +23,16 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .collect import SESSION_KEY, item_params
-from .errors import DistillError
-from .models.base import Completion, ProviderError
-from .results import ERROR, MISS, PASS, SKIP, PROPERTY_PREFIX
-from .scoring.base import Score
-from .scoring.toolcalls import tool_call_equivalence
-from .suite import Example, Suite, load_suite, is_suite_dir
+from pytest_distill.plugin.collect import SESSION_KEY, item_params
+from pytest_distill.core.errors import DistillError
+from pytest_distill.models.base import Completion, ProviderError
+from pytest_distill.core.records import ERROR, MISS, PASS, SKIP, PROPERTY_PREFIX
+from pytest_distill.scoring.base import Score
+from pytest_distill.scoring.toolcalls import tool_call_equivalence
+from pytest_distill.suite import Example, Suite, load_suite, is_suite_dir
 
 if TYPE_CHECKING:
-    from .session import DistillSession
+    from pytest_distill.plugin.session import DistillSession
 
 EXAMPLES_MARK = "distill_examples"
 CASE_FIXTURE = "distill_case"

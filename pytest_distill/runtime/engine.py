@@ -20,8 +20,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .models.base import Completion, Provider, ProviderError, Request
-from .models.registry import ModelEntry, create_provider
+from pytest_distill.models.base import Completion, Provider, ProviderError, Request
+from pytest_distill.models.registry import ModelEntry, create_provider
 
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 60.0

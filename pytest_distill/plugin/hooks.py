@@ -8,10 +8,11 @@ import os
 
 import pytest
 
-from . import api, bench
-from .collect import SESSION_KEY
-from .errors import DistillError
-from .session import DistillSession
+from pytest_distill.plugin import api
+from pytest_distill.bench import load as bench
+from pytest_distill.plugin.collect import SESSION_KEY
+from pytest_distill.core.errors import DistillError
+from pytest_distill.plugin.session import DistillSession
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -66,7 +67,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not _FREEZE_AT_EXIT:
         _FREEZE_AT_EXIT.append(atexit.register(gc.freeze))
     config.addinivalue_line("markers", "distill: an example evaluated by pytest-distill")
-    config.addinivalue_line("markers", "distill_examples(suite, limit=None): set by @examples (pytest_distill.api)")
+    config.addinivalue_line("markers", "distill_examples(suite, limit=None): set by @examples (pytest_distill.plugin.api)")
     session = DistillSession(config)
     try:
         bench.check_options(config)
@@ -96,7 +97,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def distill_predictions(request: pytest.FixtureRequest):
     """distill_predictions(suite_dir, model=None, limit=None) -> {example id: prediction}, for
     syrupy snapshots: `assert distill_predictions("suites/banking77") == snapshot`."""
-    from .predictions import fixture_for
+    from pytest_distill.plugin.predictions import fixture_for
 
     return fixture_for(request.config.stash[SESSION_KEY])
 

@@ -16,13 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import ConfigError, DistillError
-from .models.base import Completion, ProviderError
-from .models.registry import create_provider
-from .suite import build_request, load_suite
+from pytest_distill.core.errors import ConfigError, DistillError
+from pytest_distill.models.base import Completion, ProviderError
+from pytest_distill.models.registry import create_provider
+from pytest_distill.suite import build_request, load_suite
 
 if TYPE_CHECKING:
-    from .session import DistillSession
+    from pytest_distill.plugin.session import DistillSession
 
 
 def prediction_text(completion: Completion) -> str:
