@@ -79,6 +79,37 @@ def value(data: Any, key: str = "") -> Any:
     return data
 
 
+def strings(data: Any) -> Any:
+    """A JSON-like value with registered secrets removed from its strings only: unlike
+    value(), keys are not judged by name (a model's tool call may have a `password`
+    argument that is not ours and must be scored as sent)."""
+    if _pattern is None:
+        return data
+    if isinstance(data, str):
+        return text(data)
+    if isinstance(data, dict):
+        return {k: strings(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [strings(v) for v in data]
+    return data
+
+
+def url(address: str | None) -> str | None:
+    """`address` with the password of any `user:password@` part masked, whether or not it
+    was registered (for describing an entry)."""
+    if not address:
+        return address
+    try:
+        parts = urlsplit(address)
+        password = parts.password
+    except ValueError:
+        return text(address)
+    if password:
+        netloc = parts.netloc.replace(f":{password}@", f":{MARKER}@", 1)
+        address = parts._replace(netloc=netloc).geturl()
+    return text(address)
+
+
 def args(arguments: Iterable[str]) -> list[str]:
     """A command line with the values of secret options masked (`--api-key X`, `--token=X`)."""
     out: list[str] = []

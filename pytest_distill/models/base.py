@@ -9,7 +9,9 @@ from __future__ import annotations
 import abc
 import json
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
+
+from pytest_distill.core import redact
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,8 @@ class ProviderError(Exception):
     """A request that failed for a reason other than the model's answer.
 
     `retryable` and `retry_after` are the provider's decision (it knows its SDK's
-    exceptions); the engine only carries it out.
+    exceptions); the engine only carries it out. The message has every registered
+    secret taken out (core.redact): it is written to the terminal, JUnit and reports.
     """
 
     def __init__(
@@ -132,17 +135,49 @@ class ProviderError(Exception):
         retry_after: float | None = None,
         status: int | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(redact.text(message))
         self.retryable = retryable
         self.retry_after = retry_after
         self.status = status
 
 
+class WireRequest(NamedTuple):
+    """A request in one API's wire form: the keyword arguments its SDK call takes, and
+    which output constraint (if any) the provider applied, for parse_reply and reports.
+
+    A NamedTuple so `body, mode = provider.build_body(request)` reads naturally."""
+
+    body: dict[str, Any]
+    mode: str | None = None
+
+
+@dataclass(frozen=True)
+class StreamTiming:
+    """One streamed request, as the load benchmark measures it."""
+
+    latency_s: float
+    ttft_s: float | None  # seconds to the first content or tool-call delta; None: none came
+    output_tokens: int  # as the server reported, else the number of content chunks
+
+
 class Provider(abc.ABC):
-    """One model behind one API. Subclasses map Request/Completion to their SDK."""
+    """One model behind one API: a Request in, a Completion out.
+
+    The contract (every method is declared here, nothing is probed with hasattr):
+    - complete(request): send one request; raise ProviderError for anything that is not
+      an answer (transport failures, HTTP errors, malformed or empty replies).
+    - build_body(request) -> WireRequest, parse_reply(raw, latency_s, mode, request) ->
+      Completion, map_error(exc) -> ProviderError: the three steps of complete(), for
+      providers with a wire format; the load benchmark builds bodies with them.
+    - supports_streaming / stream(request) -> StreamTiming: time to first token, where
+      the API streams.
+    - check(), start(), close(), describe().
+    """
 
     #: how many requests this provider can usefully have in flight at once
     max_concurrency: int = 8
+    #: whether stream() is implemented (the load benchmark measures TTFT with it)
+    supports_streaming: bool = False
 
     def __init__(self, entry: Any) -> None:
         self.entry = entry  # the registry's ModelEntry
@@ -150,6 +185,22 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     async def complete(self, request: Request) -> Completion:
         """Send one request. Raise ProviderError for anything that is not an answer."""
+
+    def build_body(self, request: Request) -> WireRequest:
+        """The request in this API's wire form."""
+        raise NotImplementedError(f"{type(self).__name__} has no wire form")
+
+    def parse_reply(self, raw: Any, latency_s: float, mode: str | None, request: Request) -> Completion:
+        """The API's reply as a Completion; ProviderError when it holds no answer."""
+        raise NotImplementedError(f"{type(self).__name__} has no wire form")
+
+    def map_error(self, exc: Exception) -> ProviderError:
+        """An exception from the SDK or transport as a ProviderError (with the retry decision)."""
+        return ProviderError(f"{self.entry.name}: {type(exc).__name__}: {exc}")
+
+    async def stream(self, request: Request) -> StreamTiming:
+        """Send one request streamed and time it (only where supports_streaming)."""
+        raise NotImplementedError(f"{type(self).__name__} does not stream")
 
     def check(self) -> None:  # noqa: B027 - optional hook
         """Fail fast at session start (raise ConfigError), e.g. for a missing API key."""
@@ -163,6 +214,14 @@ class Provider(abc.ABC):
     def describe(self) -> dict[str, Any]:
         """What identifies this provider's answers: goes into cache keys and reports."""
         return {"provider": type(self).__name__, "model": getattr(self.entry, "model", "")}
+
+
+def redacted(completion: Completion) -> Completion:
+    """The completion with every registered secret taken out of its text and tool calls
+    (a server may echo a key inside an answer, which is then cached and reported)."""
+    completion.text = redact.text(completion.text)
+    completion.tool_calls = [ToolCall(redact.text(c.name), redact.strings(c.arguments)) for c in completion.tool_calls]
+    return completion
 
 
 def arguments_from_json(raw: Any) -> dict[str, Any] | str:

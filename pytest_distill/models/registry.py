@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_distill.core import redact
 from pytest_distill.core.errors import ConfigError
 from pytest_distill.models.base import Provider
 
@@ -30,6 +32,9 @@ PROVIDERS: dict[str, str] = {
     "gemini": "pytest_distill.models.providers.gemini_api:GeminiProvider",
     "vllm": "pytest_distill.models.providers.vllm:VLLMProvider",
 }
+
+# The built-in providers' own key variables (the SDKs read them when an entry names none).
+BUILTIN_KEY_ENVS = ("OPENAI_API_KEY", "XAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY")
 
 # Self-hosted providers are priced by GPU time, APIs by tokens.
 SELF_HOSTED = {"llama-cpp", "openai-compatible", "vllm"}
@@ -82,31 +87,39 @@ class ModelEntry:
 
     def public_dict(self) -> dict[str, Any]:
         """The entry as reports show it: key *names* only; values that may be secrets are masked."""
-        data = dataclasses.asdict(self)
-        data["serve_env"] = {name: MASK for name in self.serve_env}  # e.g. HF_TOKEN for a gated model
-        data["serve_args"] = mask_secret_args(self.serve_args)
+        data = redact.value(dataclasses.asdict(self))
+        data["base_url"] = redact.url(self.base_url)
+        data["serve_env"] = {name: redact.MARKER for name in self.serve_env}  # e.g. HF_TOKEN for a gated model
+        data["serve_args"] = redact.args(self.serve_args)
         return data
 
 
-MASK = "***"
-SECRET_FLAGS = ("--api-key", "--hf-token")
-
-
 def mask_secret_args(args: list[str]) -> list[str]:
-    """Command-line arguments with the value of a secret flag (`--api-key K`, `--api-key=K`) masked."""
-    masked, hide_next = [], False
-    for arg in args:
-        if hide_next:
-            masked.append(MASK)
-            hide_next = False
-        elif arg in SECRET_FLAGS:
-            masked.append(arg)
-            hide_next = True
-        elif arg.split("=", 1)[0] in SECRET_FLAGS and "=" in arg:
-            masked.append(arg.split("=", 1)[0] + "=" + MASK)
-        else:
-            masked.append(arg)
-    return masked
+    """Command-line arguments with the values of secret options masked (core.redact.args)."""
+    return redact.args(args)
+
+
+def register_secrets(table: dict[str, Any]) -> None:
+    """Tell core.redact every secret an entry (a ModelEntry's fields, as a dict) lets us
+    know: its key variable's value, credentials in its base_url, secret-named params and
+    serve_env values, and the values of secret serve_args options."""
+    env = table.get("api_key_env")
+    if isinstance(env, str) and env:
+        redact.register(os.environ.get(env))
+    base_url = table.get("base_url")
+    if isinstance(base_url, str):
+        redact.register_url(base_url)
+    for mapping in (table.get("params"), table.get("serve_env")):
+        if isinstance(mapping, dict):
+            for name, value in mapping.items():
+                if isinstance(value, str) and redact.SECRET_NAME.search(str(name)):
+                    redact.register(value)
+    serve_args = table.get("serve_args")
+    if isinstance(serve_args, list):
+        arguments = [str(a) for a in serve_args]
+        for shown, original in zip(redact.args(arguments), arguments):
+            if redact.MARKER in shown and shown != original:
+                redact.register(original.partition("=")[2] if shown.endswith("=" + redact.MARKER) else original)
 
 
 _FIELDS = {f.name for f in dataclasses.fields(ModelEntry)}
@@ -143,6 +156,10 @@ class Registry:
             for name, table in _load_file(project_file).items():
                 merged = {**self._tables.get(name, {}), **table, "source": str(project_file)}
                 self._tables[name] = merged
+        # Secrets are registered the moment they are known, before any request or report.
+        redact.register_all(os.environ.get(name) for name in BUILTIN_KEY_ENVS)
+        for table in self._tables.values():
+            register_secrets(table)
 
     def names(self) -> list[str]:
         return sorted(self._tables)
@@ -171,6 +188,7 @@ class Registry:
 
 def create_provider(entry: ModelEntry) -> Provider:
     """Build the provider for an entry, importing its SDK only now."""
+    register_secrets(dataclasses.asdict(entry))  # the entry may have been changed since get()
     module_name, _, class_name = PROVIDERS[entry.provider].partition(":")
     try:
         module = importlib.import_module(module_name)

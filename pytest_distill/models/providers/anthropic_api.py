@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from pytest_distill.models.providers.hosted import (
-    HostedProvider,
-    choice_schema,
-    known_key,
-    redacted_error,
-    status_error,
-    unwrap_label,
-)
-from pytest_distill.models.base import Completion, ProviderError, Request, ToolCall, Usage, arguments_from_json
+from pytest_distill.models.base import Completion, ProviderError, Request, ToolCall, Usage, WireRequest, arguments_from_json
+from pytest_distill.models.providers.hosted import HostedProvider, choice_schema, status_error, unwrap_label
 from pytest_distill.models.chat import with_tool_results
 
 # Anthropic stop reasons in the OpenAI vocabulary the rest of the plugin uses.
@@ -85,10 +77,10 @@ class AnthropicProvider(HostedProvider):
         from anthropic import AsyncAnthropic
 
         # Retries are the engine's (it counts them and honours Retry-After).
-        return AsyncAnthropic(api_key=key, base_url=self.entry.base_url, max_retries=0, timeout=self.entry.timeout_s)
+        return AsyncAnthropic(api_key=key, base_url=self.base_url(), max_retries=0, timeout=self.entry.timeout_s)
 
     # --- request -------------------------------------------------------------
-    def build_body(self, request: Request) -> tuple[dict[str, Any], str | None]:
+    def build_body(self, request: Request) -> WireRequest:
         messages, systems = to_anthropic(list(request.messages))
         system = "\n\n".join(s for s in [request.system or "", *systems] if s)
         body: dict[str, Any] = {"model": self.entry.model, "messages": messages, "max_tokens": request.max_tokens}
@@ -113,22 +105,20 @@ class AnthropicProvider(HostedProvider):
         extra_body.update(request.extra)
         if extra_body:
             body["extra_body"] = extra_body
-        return body, mode
+        return WireRequest(body, mode)
 
-    async def complete(self, request: Request) -> Completion:
-        body, mode = self.build_body(request)
-        started = time.perf_counter()
-        try:
-            reply = await self.client().messages.create(**body)
-        except Exception as exc:  # noqa: BLE001 - mapped to retry decisions below
-            raise self.map_error(exc) from None
-        return self.parse_reply(reply, time.perf_counter() - started, mode, request)
+    async def send(self, wire: WireRequest) -> Any:
+        return await self.client().messages.create(**wire.body)
 
     # --- reply -----------------------------------------------------------------
-    def parse_reply(self, reply: Any, latency: float, mode: str | None, request: Request) -> Completion:
+    def parse_reply(self, raw: Any, latency_s: float, mode: str | None, request: Request) -> Completion:
+        reply = raw
         blocks = getattr(reply, "content", None)
         if blocks is None:
             raise ProviderError(f"{self.entry.name}: malformed reply: no content")
+        if not blocks and reply.stop_reason not in ("max_tokens", "refusal", "model_context_window_exceeded"):
+            # An answer is at least one block (an empty text block is an empty answer).
+            raise self.empty_reply("no content blocks")
         # thinking / redacted_thinking blocks are left out: they are not the answer.
         text = "".join(b.text for b in blocks if getattr(b, "type", None) == "text")
         calls = [ToolCall(b.name, arguments_from_json(b.input))
@@ -147,7 +137,7 @@ class AnthropicProvider(HostedProvider):
                 cached_tokens=cache_read,
                 reasoning_tokens=(getattr(details, "thinking_tokens", 0) or 0) if details else 0,
             ),
-            latency_s=latency,
+            latency_s=latency_s,
             finish_reason=FINISH_REASONS.get(reply.stop_reason or "end_turn", str(reply.stop_reason)),
             constrained=mode,
             model=getattr(reply, "model", "") or self.entry.model,
@@ -162,16 +152,14 @@ class AnthropicProvider(HostedProvider):
 
         name = self.entry.name
         if isinstance(exc, anthropic.APITimeoutError):
-            error = ProviderError(f"{name}: request timed out after {self.entry.timeout_s:g}s", retryable=True)
-        elif isinstance(exc, anthropic.APIConnectionError):
-            error = ProviderError(f"{name}: connection error: {exc}", retryable=True)
-        elif isinstance(exc, anthropic.APIStatusError):
-            error = status_error(name, exc)
-        elif isinstance(exc, (anthropic.APIResponseValidationError, ValueError)):
-            error = ProviderError(f"{name}: malformed reply: {exc}")
-        else:
-            error = ProviderError(f"{name}: {type(exc).__name__}: {exc}")
-        return redacted_error(error, known_key(self.entry, self.key_envs))
+            return ProviderError(f"{name}: request timed out after {self.entry.timeout_s:g}s", retryable=True)
+        if isinstance(exc, anthropic.APIConnectionError):
+            return ProviderError(f"{name}: connection error: {exc}", retryable=True)
+        if isinstance(exc, anthropic.APIStatusError):
+            return status_error(name, exc)
+        if isinstance(exc, (anthropic.APIResponseValidationError, ValueError)):
+            return ProviderError(f"{name}: malformed reply: {exc}")
+        return super().map_error(exc)
 
 
 def _tool(tool: dict[str, Any]) -> dict[str, Any]:

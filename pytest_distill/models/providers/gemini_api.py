@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
-from pytest_distill.models.providers.hosted import (
-    HostedProvider,
-    choice_schema,
-    is_retryable_status,
-    known_key,
-    parse_duration,
-    redacted_error,
-    retry_after_seconds,
-    unwrap_label,
-)
-from pytest_distill.models.base import Completion, ProviderError, Request, ToolCall, Usage
+from pytest_distill.models.base import Completion, ProviderError, Request, ToolCall, Usage, WireRequest
+from pytest_distill.models.providers.hosted import HostedProvider, choice_schema, http_error, parse_duration, unwrap_label
 from pytest_distill.models.chat import with_tool_results
 
 TOOL_MODE = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
@@ -103,7 +93,7 @@ class GeminiProvider(HostedProvider):
         from google.genai import types
 
         options = types.HttpOptions(
-            base_url=self.entry.base_url,
+            base_url=self.base_url(),
             api_version="v1beta",  # the SDK's default for the Gemini API, also with a base_url
             timeout=int(self.entry.timeout_s * 1000),  # milliseconds
             # Retries are the engine's (it counts them and honours Retry-After).
@@ -112,7 +102,9 @@ class GeminiProvider(HostedProvider):
         return genai.Client(api_key=key, http_options=options)
 
     # --- request -------------------------------------------------------------
-    def build_body(self, request: Request) -> tuple[list[dict[str, Any]], dict[str, Any], str | None]:
+    def build_body(self, request: Request) -> WireRequest:
+        """generate_content's keyword arguments: model, contents and config (a plain dict
+        here; send() types it)."""
         contents, systems = to_gemini(list(request.messages))
         system = "\n\n".join(s for s in [request.system or "", *systems] if s)
         # The SDK never runs functions for us: the call itself is the answer.
@@ -143,28 +135,22 @@ class GeminiProvider(HostedProvider):
             mode = "json_schema"
         config.update(self.entry.params)  # e.g. thinking_config = { thinking_budget = 0 }
         config.update(request.extra)
-        return contents, config, mode
+        return WireRequest({"model": self.entry.model, "contents": contents, "config": config}, mode)
 
-    async def complete(self, request: Request) -> Completion:
+    async def send(self, wire: WireRequest) -> Any:
         from google.genai import types
 
-        contents, config, mode = self.build_body(request)
         try:
             # Typed, so nested params (thinking_config = {...}) get the API's field names.
-            typed = types.GenerateContentConfig.model_validate(config)
+            typed = types.GenerateContentConfig.model_validate(wire.body["config"])
         except ValueError as exc:
             raise ProviderError(
                 f"{self.entry.name}: invalid request config (check params in the models file): {exc}") from None
-        started = time.perf_counter()
-        try:
-            reply = await self.client().aio.models.generate_content(model=self.entry.model, contents=contents,
-                                                                    config=typed)
-        except Exception as exc:  # noqa: BLE001 - mapped to retry decisions below
-            raise self.map_error(exc) from None
-        return self.parse_reply(reply, time.perf_counter() - started, mode, request)
+        return await self.client().aio.models.generate_content(**{**wire.body, "config": typed})
 
     # --- reply -----------------------------------------------------------------
-    def parse_reply(self, reply: Any, latency: float, mode: str | None, request: Request) -> Completion:
+    def parse_reply(self, raw: Any, latency_s: float, mode: str | None, request: Request) -> Completion:
+        reply = raw
         candidates = reply.candidates or []
         text_parts: list[str] = []
         calls: list[ToolCall] = []
@@ -177,6 +163,9 @@ class GeminiProvider(HostedProvider):
                 elif part.text and not part.thought:  # thought summaries are not the answer
                     text_parts.append(part.text)
             reason = _enum_name(candidate.finish_reason)
+            if not parts and reason in ("STOP", ""):
+                # A candidate with no parts that no filter or limit stopped holds no answer.
+                raise self.empty_reply("the candidate has no parts")
             if reason in ("STOP", ""):
                 finish = "tool_calls" if calls else "stop"
             elif reason == "MAX_TOKENS":
@@ -189,7 +178,7 @@ class GeminiProvider(HostedProvider):
             # The prompt was blocked: Gemini's answer is a refusal, scored as such.
             finish = "content_filter"
         else:
-            raise ProviderError(f"{self.entry.name}: malformed reply: no candidates")
+            raise self.empty_reply("no candidates")
         meta = reply.usage_metadata
         thoughts = (meta.thoughts_token_count or 0) if meta else 0
         completion = Completion(
@@ -202,7 +191,7 @@ class GeminiProvider(HostedProvider):
                 cached_tokens=(meta.cached_content_token_count or 0) if meta else 0,
                 reasoning_tokens=thoughts,
             ),
-            latency_s=latency,
+            latency_s=latency_s,
             finish_reason=finish,
             constrained=mode,
             model=reply.model_version or self.entry.model,
@@ -218,20 +207,16 @@ class GeminiProvider(HostedProvider):
         name = self.entry.name
         timeouts, transport = _http_errors()
         if isinstance(exc, errors.APIError):
-            status = exc.code
             response = getattr(exc, "response", None)
-            retry_after = retry_after_seconds(getattr(response, "headers", None)) or _retry_info(exc.details)
-            error = ProviderError(f"{name}: HTTP {status}: {exc.message or exc.status}",
-                                  retryable=is_retryable_status(status), retry_after=retry_after, status=status)
-        elif isinstance(exc, timeouts):
-            error = ProviderError(f"{name}: request timed out after {self.entry.timeout_s:g}s", retryable=True)
-        elif isinstance(exc, transport):
-            error = ProviderError(f"{name}: connection error: {type(exc).__name__}: {exc}", retryable=True)
-        elif isinstance(exc, ValueError):  # incl. json.JSONDecodeError and pydantic's ValidationError
-            error = ProviderError(f"{name}: malformed reply: {exc}")
-        else:
-            error = ProviderError(f"{name}: {type(exc).__name__}: {exc}")
-        return redacted_error(error, known_key(self.entry, self.key_envs))
+            return http_error(name, exc.code, exc.message or str(exc.status), getattr(response, "headers", None),
+                              retry_after=_retry_info(exc.details))
+        if isinstance(exc, timeouts):
+            return ProviderError(f"{name}: request timed out after {self.entry.timeout_s:g}s", retryable=True)
+        if isinstance(exc, transport):
+            return ProviderError(f"{name}: connection error: {type(exc).__name__}: {exc}", retryable=True)
+        if isinstance(exc, ValueError):  # incl. json.JSONDecodeError and pydantic's ValidationError
+            return ProviderError(f"{name}: malformed reply: {exc}")
+        return super().map_error(exc)
 
 
 def _http_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:

@@ -1,4 +1,10 @@
-"""Helpers shared by the hosted-API providers (OpenAI, xAI, Anthropic, Gemini).
+"""The one base for providers behind an HTTP API and its SDK's async client: OpenAI,
+xAI, Anthropic, Gemini and any OpenAI-compatible server (vLLM, llama.cpp's, a proxy).
+
+It owns what they share: the key (the entry's `api_key_env`, else the SDK's usual
+variables), registered for redaction the moment it is read; the client, made on first
+use; `complete()` as build_body -> send -> parse_reply, with map_error for failures;
+one Retry-After parser and one HTTP status -> ProviderError mapping.
 
 No SDK is imported here: each provider imports its own SDK lazily.
 """
@@ -6,16 +12,16 @@ No SDK is imported here: each provider imports its own SDK lazily.
 from __future__ import annotations
 
 import email.utils
+import importlib.util
 import json
 import os
 import re
 import time
 from typing import Any
 
+from pytest_distill.core import redact
 from pytest_distill.core.errors import ConfigError
-from pytest_distill.models.base import Provider, ProviderError
-
-REDACTED = "[REDACTED]"
+from pytest_distill.models.base import Completion, Provider, ProviderError, Request, WireRequest, redacted
 
 
 def api_key(entry: Any, env_names: tuple[str, ...]) -> str:
@@ -24,22 +30,14 @@ def api_key(entry: Any, env_names: tuple[str, ...]) -> str:
     for name in names:
         value = os.environ.get(name)
         if value:
+            redact.register(value)
             return value
     wanted = " or ".join(names)
     raise ConfigError(f"model '{entry.name}' needs an API key: set the environment variable {wanted}")
 
 
-def redact(text: str, secret: str | None) -> str:
-    """Remove a key from a message: some APIs echo the key they were sent in error bodies."""
-    if not secret or len(secret) < 4:
-        return text
-    return text.replace(secret, REDACTED)
-
-
 def require_package(entry: Any, module: str) -> None:
     """Fail at session start, not at the first request, when the SDK is not installed."""
-    import importlib.util
-
     try:
         found = importlib.util.find_spec(module)
     except (ImportError, ValueError):
@@ -47,22 +45,6 @@ def require_package(entry: Any, module: str) -> None:
     if found is None:
         raise ConfigError(f"model '{entry.name}' needs the package '{module}', which is not installed: "
                           "pip install 'pytest-distill[api]'")
-
-
-def known_key(entry: Any, env_names: tuple[str, ...]) -> str | None:
-    """The key if set (for redaction), without failing when it is not."""
-    try:
-        return api_key(entry, env_names)
-    except ConfigError:
-        return None
-
-
-def redacted_error(error: ProviderError, secret: str | None) -> ProviderError:
-    """The same error with the key taken out of its message."""
-    clean = redact(str(error), secret)
-    if clean == str(error):
-        return error
-    return ProviderError(clean, retryable=error.retryable, retry_after=error.retry_after, status=error.status)
 
 
 def retry_after_seconds(headers: Any) -> float | None:
@@ -92,6 +74,25 @@ def retry_after_seconds(headers: Any) -> float | None:
 def is_retryable_status(status: int) -> bool:
     # 408 request timeout, 409 lock contention, 429 rate limit, 5xx (incl. Anthropic's 529)
     return status in (408, 409, 429) or status >= 500
+
+
+def http_error(name: str, status: int, message: str, headers: Any = None,
+               retry_after: float | None = None) -> ProviderError:
+    """The one mapping of an HTTP error status to a ProviderError and its retry decision."""
+    header_wait = retry_after_seconds(headers)
+    return ProviderError(
+        f"{name}: HTTP {status}: {message}",
+        retryable=is_retryable_status(status),
+        retry_after=header_wait if header_wait is not None else retry_after,
+        status=status,
+    )
+
+
+def status_error(name: str, exc: Any) -> ProviderError:
+    """An HTTP status error of the openai or anthropic SDK (same shape)."""
+    message = error_body_message(exc.body) or exc.message
+    headers = exc.response.headers if exc.response is not None else None
+    return http_error(name, exc.status_code, message, headers)
 
 
 def unwrap_label(text: str) -> str:
@@ -139,29 +140,42 @@ def error_body_message(body: Any) -> str | None:
 
 
 class HostedProvider(Provider):
-    """A hosted API behind its SDK's async client, made on first use.
+    """A model behind an HTTP API, reached through its SDK's async client.
 
-    Subclasses name their SDK's module (`sdk_module`), key variables and `make_client`.
+    Subclasses name their SDK (`sdk_module`), its key variables (`key_envs`), and
+    implement make_client, build_body, send, parse_reply and map_error.
     """
 
     max_concurrency = 16  # hosted: limited by rate limits (rpm/tpm), not by a local server
-    key_envs: tuple[str, ...] = ()
+    key_envs: tuple[str, ...] = ()  # the SDK's usual variables, in its order of preference
+    key_required = True  # False: a server that ignores the key unless the entry names one
     sdk_module = ""
+    default_base_url: str | None = None
 
     def __init__(self, entry: Any) -> None:
         super().__init__(entry)
         self._client: Any = None
 
+    # --- configuration -------------------------------------------------
+    def api_key(self) -> str:
+        if not self.key_required and not self.entry.api_key_env:
+            return "not-needed"  # local servers ignore the key; the SDKs insist on one
+        return api_key(self.entry, self.key_envs)
+
+    def base_url(self) -> str | None:
+        return self.entry.base_url or self.default_base_url
+
     def check(self) -> None:
         require_package(self.entry, self.sdk_module)
-        api_key(self.entry, self.key_envs)
+        self.api_key()
 
     def make_client(self, key: str) -> Any:
         raise NotImplementedError
 
     def client(self) -> Any:
         if self._client is None:
-            self._client = self.make_client(api_key(self.entry, self.key_envs))
+            redact.register_url(self.base_url())
+            self._client = self.make_client(self.api_key())
         return self._client
 
     def start(self) -> None:
@@ -171,17 +185,25 @@ class HostedProvider(Provider):
         self._client = None  # its httpx client goes with the engine's event loop
 
     def describe(self) -> dict[str, Any]:
-        return {"provider": self.entry.provider, "model": self.entry.model, "base_url": self.entry.base_url,
-                "params": self.entry.params, "constraint_style": self.entry.constraint_style}
+        return {"provider": self.entry.provider, "model": self.entry.model, "base_url": redact.url(self.base_url()),
+                "params": redact.value(self.entry.params), "constraint_style": self.entry.constraint_style}
 
+    # --- the call ------------------------------------------------------
+    async def send(self, wire: WireRequest) -> Any:
+        """One SDK call with the wire body; returns the SDK's reply object."""
+        raise NotImplementedError
 
-def status_error(name: str, exc: Any) -> ProviderError:
-    """An HTTP status error of the openai or anthropic SDK (same shape): message, retry decision."""
-    status = exc.status_code
-    message = error_body_message(exc.body) or exc.message
-    return ProviderError(
-        f"{name}: HTTP {status}: {message}",
-        retryable=is_retryable_status(status),
-        retry_after=retry_after_seconds(exc.response.headers if exc.response is not None else None),
-        status=status,
-    )
+    async def complete(self, request: Request) -> Completion:
+        wire = WireRequest(*self.build_body(request))  # also from an override that returns a plain pair
+        started = time.perf_counter()
+        try:
+            raw = await self.send(wire)
+        except ProviderError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the SDK's and transport's errors, mapped by the provider
+            raise self.map_error(exc) from None
+        return redacted(self.parse_reply(raw, time.perf_counter() - started, wire.mode, request))
+
+    def empty_reply(self, what: str) -> ProviderError:
+        """A reply that carries no answer at all (not even an empty string the model chose)."""
+        return ProviderError(f"{self.entry.name}: empty reply: {what}")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_distill.core.errors import ConfigError
-from pytest_distill.models.base import Completion, Provider, ProviderError, Request, ToolCall, Usage
+from pytest_distill.models.base import Completion, Provider, ProviderError, Request, ToolCall, Usage, WireRequest, redacted
 from pytest_distill.models.chat import render_history_for_text_model, tool_call_schema, tools_instructions
 
 
@@ -83,14 +83,21 @@ class LlamaCppProvider(Provider):
 
     def _complete_sync(self, request: Request) -> Completion:
         self.start()
-        kwargs, mode = self._build(request)
+        wire = self.build_body(request)
         with self._lock:
             started = time.perf_counter()
             try:
-                reply = self._llm.create_chat_completion(**kwargs)
+                reply = self._llm.create_chat_completion(**wire.body)
             except ValueError as exc:  # e.g. prompt longer than the context window
-                raise ProviderError(f"llama.cpp: {exc}") from None
+                raise self.map_error(exc) from None
             latency = time.perf_counter() - started
+        return redacted(self.parse_reply(reply, latency, wire.mode, request))
+
+    def map_error(self, exc: Exception) -> ProviderError:
+        return ProviderError(f"llama.cpp: {exc}")
+
+    def parse_reply(self, raw: Any, latency_s: float, mode: str | None, request: Request) -> Completion:
+        reply = raw
         choice = reply["choices"][0]
         text = choice["message"].get("content") or ""
         usage = reply.get("usage") or {}
@@ -100,14 +107,14 @@ class LlamaCppProvider(Provider):
                 input_tokens=usage.get("prompt_tokens", 0),
                 output_tokens=usage.get("completion_tokens", 0),
             ),
-            latency_s=latency,
+            latency_s=latency_s,
             finish_reason=choice.get("finish_reason") or "stop",
             model=self.entry.model,
             constrained=mode,
         )
         return _unwrap(completion, mode)
 
-    def _build(self, request: Request) -> tuple[dict[str, Any], str | None]:
+    def build_body(self, request: Request) -> WireRequest:
         system = request.system or ""
         messages = list(request.messages)
         mode: str | None = None
@@ -145,7 +152,7 @@ class LlamaCppProvider(Provider):
         if response_format is not None:
             kwargs["response_format"] = response_format
         kwargs.update(request.extra)
-        return kwargs, mode
+        return WireRequest(kwargs, mode)
 
 
 def _unwrap(completion: Completion, mode: str | None) -> Completion:

@@ -3,85 +3,57 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any
 
 from pytest_distill.core.errors import ConfigError
-from pytest_distill.models.base import Completion, Provider, ProviderError, Request, ToolCall, Usage, arguments_from_json
+from pytest_distill.models.base import (
+    Completion,
+    ProviderError,
+    Request,
+    StreamTiming,
+    ToolCall,
+    Usage,
+    WireRequest,
+    arguments_from_json,
+)
 from pytest_distill.models.chat import tool_call_from_json, tools_as_json_schema, with_tool_results
+from pytest_distill.models.providers.hosted import HostedProvider, choice_schema, status_error, unwrap_label
 
 TOOL_STYLES = ("native", "json_schema")
 TEXT_TOOL_MODES = ("json_schema_tool_call", "text_tool_call")  # tools sent as text: calls parsed from it
+# Finish reasons under which an empty message is still the model's answer: a filter
+# stopped it, or it spent max_tokens (e.g. on reasoning) before saying anything.
+ANSWERED_EMPTY = ("content_filter", "length")
 
 
-def _choice_schema(choices: tuple[str, ...]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {"label": {"type": "string", "enum": list(choices)}},
-        "required": ["label"],
-        "additionalProperties": False,
-    }
-
-
-class OpenAICompatibleProvider(Provider):
+class OpenAICompatibleProvider(HostedProvider):
     max_concurrency = 8
-    default_key_env: str | None = None  # subclasses name their SDK's usual variable
-    default_base_url: str | None = None
+    key_required = False  # only when the entry names api_key_env
+    sdk_module = "openai"
+    supports_streaming = True
 
     def __init__(self, entry: Any) -> None:
         super().__init__(entry)
-        self._client: Any = None
         if getattr(entry, "tool_style", "native") not in TOOL_STYLES:
             raise ConfigError(f"model '{entry.name}': tool_style must be one of {', '.join(TOOL_STYLES)}, "
                               f"got {entry.tool_style!r}")
 
-    # --- configuration -------------------------------------------------
-    @property
-    def key_env(self) -> str | None:
-        return self.entry.api_key_env or self.default_key_env
+    def make_client(self, key: str) -> Any:
+        from openai import AsyncOpenAI
 
-    def api_key(self) -> str:
-        env = self.key_env
-        if env is None:
-            return "not-needed"  # local servers ignore the key, the SDK insists on one
-        key = os.environ.get(env)
-        if not key:
-            raise ConfigError(f"model '{self.entry.name}' needs an API key: set the environment variable {env}")
-        return key
-
-    def client(self) -> Any:
-        if self._client is None:
-            from openai import AsyncOpenAI
-
-            base_url = self.entry.base_url or self.default_base_url
-            if base_url is None and type(self) is OpenAICompatibleProvider:
-                raise ConfigError(f"model '{self.entry.name}' (openai-compatible) needs base_url")
-            # Retries are the engine's (it counts them and honours Retry-After).
-            self._client = AsyncOpenAI(
-                api_key=self.api_key(), base_url=base_url, max_retries=0, timeout=self.entry.timeout_s
-            )
-        return self._client
-
-    def start(self) -> None:
-        self.client()
-
-    def close(self) -> None:
-        self._client = None  # httpx clients close with their event loop
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "provider": self.entry.provider,
-            "model": self.entry.model,
-            "base_url": self.entry.base_url or self.default_base_url,
-        }
+        base_url = self.base_url()
+        if base_url is None and type(self) is OpenAICompatibleProvider:
+            raise ConfigError(f"model '{self.entry.name}' (openai-compatible) needs base_url")
+        # Retries are the engine's (it counts them and honours Retry-After).
+        return AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=self.entry.timeout_s)
 
     # --- request mapping -----------------------------------------------
-    def build_body(self, request: Request) -> tuple[dict[str, Any], str | None]:
+    def build_body(self, request: Request) -> WireRequest:
         if request.tools and request.tool_choice != "none" and getattr(self.entry, "tool_style", "native") == "json_schema":
             # the base mapping only: a subclass's build_body wraps this call once already
             body, mode = OpenAICompatibleProvider.build_body(self, tools_as_json_schema(request))
-            return body, "json_schema_tool_call" if mode else "text_tool_call"
+            return WireRequest(body, "json_schema_tool_call" if mode else "text_tool_call")
         messages = ([{"role": "system", "content": request.system}] if request.system else []) + with_tool_results(
             list(request.messages)
         )
@@ -103,13 +75,13 @@ class OpenAICompatibleProvider(Provider):
         extra_body.update(request.extra)
         if extra_body:
             body["extra_body"] = extra_body
-        return body, mode
+        return WireRequest(body, mode)
 
     def _constrain(self, request: Request, body: dict[str, Any], extra_body: dict[str, Any]) -> str | None:
         constraint = request.constraint
         assert constraint is not None
         style = self.entry.constraint_style
-        schema = _choice_schema(constraint.choices) if constraint.kind == "choice" else constraint.schema
+        schema = choice_schema(constraint.choices) if constraint.kind == "choice" else constraint.schema
         if style == "none":
             return None
         if style == "structured_outputs":
@@ -128,27 +100,47 @@ class OpenAICompatibleProvider(Provider):
         return "json_schema"
 
     # --- the call --------------------------------------------------------
-    async def complete(self, request: Request) -> Completion:
-        body, mode = self.build_body(request)
-        started = time.perf_counter()
-        try:
-            reply = await self.client().chat.completions.create(**body)
-        except Exception as exc:  # noqa: BLE001 - mapped to retry decisions below
-            raise self.map_error(exc) from None
-        latency = time.perf_counter() - started
-        return self.parse_reply(reply, latency, mode, request)
+    async def send(self, wire: WireRequest) -> Any:
+        return await self.client().chat.completions.create(**wire.body)
 
-    def parse_reply(self, reply: Any, latency: float, mode: str | None, request: Request) -> Completion:
+    async def stream(self, request: Request) -> StreamTiming:
+        body = dict(self.build_body(request).body, stream=True, stream_options={"include_usage": True})
+        started = time.perf_counter()
+        ttft: float | None = None
+        output_tokens = chunks = 0
+        try:
+            replies = await self.client().chat.completions.create(**body)
+            async for chunk in replies:
+                if chunk.choices:
+                    delta = chunk.choices[0].delta
+                    if getattr(delta, "content", None) or getattr(delta, "tool_calls", None):
+                        chunks += 1
+                        if ttft is None:
+                            ttft = time.perf_counter() - started
+                usage = getattr(chunk, "usage", None)
+                if usage is not None and usage.completion_tokens is not None:
+                    output_tokens = usage.completion_tokens
+        except Exception as exc:  # noqa: BLE001 - the SDK's and transport's errors
+            raise self.map_error(exc) from None
+        return StreamTiming(latency_s=time.perf_counter() - started, ttft_s=ttft, output_tokens=output_tokens or chunks)
+
+    def parse_reply(self, raw: Any, latency_s: float, mode: str | None, request: Request) -> Completion:
+        reply = raw
         if not getattr(reply, "choices", None):
-            raise ProviderError(f"{self.entry.name}: reply has no choices")
+            raise self.empty_reply("no choices")
         choice = reply.choices[0]
         message = choice.message
-        text = message.content or ""
+        if message is None:
+            raise self.empty_reply("no message")
         calls = [
             ToolCall(c.function.name, arguments_from_json(c.function.arguments))
             for c in (message.tool_calls or [])
             if getattr(c, "function", None) is not None
         ]
+        if (message.content is None and not calls and not getattr(message, "refusal", None)
+                and choice.finish_reason not in ANSWERED_EMPTY):
+            raise self.empty_reply("content is null and there are no tool calls")
+        text = message.content or ""
         usage = reply.usage
         details = getattr(usage, "prompt_tokens_details", None) if usage else None
         out_details = getattr(usage, "completion_tokens_details", None) if usage else None
@@ -161,7 +153,7 @@ class OpenAICompatibleProvider(Provider):
                 cached_tokens=(getattr(details, "cached_tokens", 0) or 0) if details else 0,
                 reasoning_tokens=(getattr(out_details, "reasoning_tokens", 0) or 0) if out_details else 0,
             ),
-            latency_s=latency,
+            latency_s=latency_s,
             finish_reason=choice.finish_reason or "stop",
             constrained=mode,
             model=getattr(reply, "model", "") or self.entry.model,
@@ -170,12 +162,7 @@ class OpenAICompatibleProvider(Provider):
             call = tool_call_from_json(text)
             completion.tool_calls = [call] if call is not None else []
         if mode and request.constraint is not None and request.constraint.kind == "choice" and mode != "structured_outputs_choice":
-            try:
-                value = json.loads(text)
-            except ValueError:
-                value = None
-            if isinstance(value, dict) and isinstance(value.get("label"), str):
-                completion.text = value["label"]
+            completion.text = unwrap_label(text)
         return completion
 
     def map_error(self, exc: Exception) -> ProviderError:
@@ -188,34 +175,7 @@ class OpenAICompatibleProvider(Provider):
         if isinstance(exc, openai.APIConnectionError):
             return ProviderError(f"{name}: connection error: {exc}", retryable=True)
         if isinstance(exc, openai.APIStatusError):
-            status = exc.status_code
-            retry_after = _retry_after(exc.response.headers if exc.response is not None else {})
-            retryable = status in (408, 409, 429) or status >= 500
-            return ProviderError(
-                f"{name}: HTTP {status}: {_error_message(exc)}", retryable=retryable, retry_after=retry_after, status=status
-            )
-        if isinstance(exc, (openai.APIResponseValidationError, ValueError, json.JSONDecodeError)):
+            return status_error(name, exc)
+        if isinstance(exc, (openai.APIResponseValidationError, ValueError)):
             return ProviderError(f"{name}: malformed reply: {exc}")
-        return ProviderError(f"{name}: {type(exc).__name__}: {exc}")
-
-
-def _retry_after(headers: Any) -> float | None:
-    for key in ("retry-after-ms", "retry-after"):
-        value = headers.get(key) if headers else None
-        if value is None:
-            continue
-        try:
-            seconds = float(value)
-        except ValueError:
-            continue
-        return seconds / 1000 if key == "retry-after-ms" else seconds
-    return None
-
-
-def _error_message(exc: Any) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])
-    return str(getattr(exc, "message", exc))
+        return super().map_error(exc)
