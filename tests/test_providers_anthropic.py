@@ -176,3 +176,66 @@ def test_a_missing_sdk_fails_at_check(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "anthropic" else real(name, *a))
     with pytest.raises(ConfigError, match=r"needs the package 'anthropic'.*pytest-distill\[api\]"):
         create_provider(Registry().get("claude-haiku-4.5")).check()
+
+
+# --- secrets and empty replies ------------------------------------------------------
+@pytest.fixture
+def fresh_secrets():
+    """Nothing registered from earlier tests: the provider and registry must register it."""
+    from pytest_distill.core import redact
+
+    redact.clear()
+    yield
+    redact.clear()
+
+
+def echoed(request) -> str:
+    return "; ".join(f"{name}: {value}" for name, value in request["headers"].items())
+
+
+def test_a_key_echoed_in_an_error_or_an_answer_never_gets_out(server, fresh_secrets):
+    def error(request):
+        answer = reply("anthropic", "invalid_key")
+        answer["body"]["error"]["message"] = "you sent " + echoed(request)
+        return answer
+
+    def answer(request):
+        answer = reply("anthropic", "tool_use")
+        answer["body"]["content"] = [{"type": "text", "text": "you sent " + echoed(request)},
+                                     {"type": "tool_use", "id": "toolu_1", "name": "set_light",
+                                      "input": {"room": echoed(request), "state": "on"}}]
+        return answer
+
+    server.responder = error
+    with pytest.raises(ProviderError) as info:
+        run_complete(create_provider(entry(server)), classify_request())
+    assert KEY in echoed(server.requests[0])
+    assert "[REDACTED]" in str(info.value) and KEY not in str(info.value) and info.value.status == 401
+
+    server.responder = answer
+    completion = run_complete(create_provider(entry(server)), classify_request(constraint=None, tools=TOOLS))
+    shown = completion.text + repr(completion.tool_calls)
+    assert "[REDACTED]" in completion.text and KEY not in shown
+    assert completion.tool_calls[0].arguments["state"] == "on"
+
+
+@pytest.mark.parametrize(("stop_reason", "error"), [("end_turn", True), ("tool_use", True), ("max_tokens", False)])
+def test_a_reply_without_content_blocks_is_an_error(server, stop_reason, error):
+    answer = reply("anthropic", "success")
+    answer["body"]["content"] = []
+    answer["body"]["stop_reason"] = stop_reason
+    server.queue(answer)
+    if not error:  # cut off before the first block: the model's (empty) answer
+        assert run_complete(create_provider(entry(server)), classify_request()).finish_reason == "length"
+        return
+    with pytest.raises(ProviderError) as info:
+        run_complete(create_provider(entry(server)), classify_request())
+    assert str(info.value) == "claude-haiku-4.5: empty reply: no content blocks"
+
+
+def test_an_empty_text_block_is_an_answer(server):
+    answer = reply("anthropic", "success")
+    answer["body"]["content"] = [{"type": "text", "text": ""}]
+    server.queue(answer)
+    completion = run_complete(create_provider(entry(server)), classify_request(constraint=None))
+    assert completion.text == "" and completion.finish_reason == "stop"

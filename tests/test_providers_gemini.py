@@ -181,3 +181,71 @@ def test_bad_params_are_a_clear_error_without_a_request(server):
     with pytest.raises(ProviderError, match="invalid request config .*params"):
         run_complete(create_provider(entry(server, params={"thinking_config": {"budget": "lots"}})), classify_request())
     assert server.requests == []
+
+
+# --- secrets and empty replies ------------------------------------------------------
+@pytest.fixture
+def fresh_secrets():
+    """Nothing registered from earlier tests: the provider and registry must register it."""
+    from pytest_distill.core import redact
+
+    redact.clear()
+    yield
+    redact.clear()
+
+
+def echoed(request) -> str:
+    return "; ".join(f"{name}: {value}" for name, value in request["headers"].items())
+
+
+def test_a_key_echoed_in_an_error_or_an_answer_never_gets_out(server, fresh_secrets):
+    def error(request):
+        answer = reply("gemini", "invalid_key")
+        answer["body"]["error"]["message"] = "you sent " + echoed(request)
+        return answer
+
+    def answer(request):
+        answer = reply("gemini", "tool_call")
+        answer["body"]["candidates"][0]["content"]["parts"] = [
+            {"text": "you sent " + echoed(request)},
+            {"functionCall": {"name": "set_light", "args": {"room": echoed(request), "state": "on"}}}]
+        return answer
+
+    server.responder = error
+    with pytest.raises(ProviderError) as info:
+        run_complete(create_provider(entry(server)), classify_request())
+    assert KEY in echoed(server.requests[0])
+    assert "[REDACTED]" in str(info.value) and KEY not in str(info.value) and info.value.status == 400
+
+    server.responder = answer
+    completion = run_complete(create_provider(entry(server)), classify_request(constraint=None, tools=TOOLS))
+    shown = completion.text + repr(completion.tool_calls)
+    assert "[REDACTED]" in completion.text and KEY not in shown
+    assert completion.tool_calls[0].arguments["state"] == "on"
+
+
+def _no_candidates(body):
+    body["candidates"] = []
+
+
+def _no_parts(body):
+    body["candidates"][0]["content"] = {"role": "model"}
+
+
+@pytest.mark.parametrize(("change", "reason"), [(_no_candidates, "no candidates"),
+                                                (_no_parts, "the candidate has no parts")])
+def test_a_reply_without_an_answer_is_an_error(server, change, reason):
+    answer = reply("gemini", "success")
+    change(answer["body"])
+    server.queue(answer)
+    with pytest.raises(ProviderError) as info:
+        run_complete(create_provider(entry(server)), classify_request())
+    assert str(info.value) == f"gemini-2.5-flash: empty reply: {reason}"
+
+
+def test_an_empty_text_part_is_an_answer(server):
+    answer = reply("gemini", "success")
+    answer["body"]["candidates"][0]["content"]["parts"] = [{"text": ""}]
+    server.queue(answer)
+    completion = run_complete(create_provider(entry(server)), classify_request(constraint=None))
+    assert completion.text == "" and completion.finish_reason == "stop"

@@ -226,3 +226,146 @@ def test_built_in_frontier_entries_are_priced_and_dated():
         assert e.prices_as_of and e.price_source, e.name
         assert e.temperature is None, e.name  # the provider's default
     assert registry.get("smollm2-135m").temperature == 0.0
+
+
+# --- secrets and empty replies ------------------------------------------------------
+LOCAL_KEY = "sk-local-server-5e6f7a8b9c"
+PASSWORD = "pw-s3cret-4242"
+
+
+@pytest.fixture
+def fresh_secrets():
+    """Nothing registered from earlier tests: the provider and registry must register it."""
+    from pytest_distill.core import redact
+
+    redact.clear()
+    yield
+    redact.clear()
+
+
+def echoed(request) -> str:
+    """Every header the SDK sent, as a careless server would quote them back."""
+    return "; ".join(f"{name}: {value}" for name, value in request["headers"].items())
+
+
+def echo_in_error(request):
+    answer = reply("openai", "invalid_key")
+    answer["body"]["error"]["message"] = "bad request, you sent " + echoed(request)
+    return answer
+
+
+def echo_in_answer(request):
+    answer = reply("openai", "tool_call")
+    message = answer["body"]["choices"][0]["message"]
+    message["content"] = "you sent " + echoed(request)
+    message["tool_calls"][0]["function"]["arguments"] = json.dumps({"room": echoed(request), "state": "on"})
+    return answer
+
+
+def local_entry(server: RecordedServer, monkeypatch, credentials: bool = False):
+    """An openai-compatible entry (as vllm's are) with a key, and credentials in its base_url
+    if asked (httpx then sends those as Basic auth instead of the key)."""
+    from pytest_distill.models.registry import ModelEntry
+
+    monkeypatch.setenv("LOCAL_SERVER_KEY", LOCAL_KEY)
+    host = server.url.removeprefix("http://")
+    return ModelEntry(name="local", provider="openai-compatible", model="m", api_key_env="LOCAL_SERVER_KEY",
+                      base_url=f"http://{f'distill:{PASSWORD}@' if credentials else ''}{host}/v1")
+
+
+BASIC = __import__("base64").b64encode(f"distill:{PASSWORD}".encode()).decode()
+
+
+def secrets_of(key: str) -> list[str]:
+    return [key, PASSWORD, BASIC]
+
+
+def assert_clean(text: str, secrets: list[str]) -> None:
+    assert "[REDACTED]" in text  # the echo happened, and was caught
+    for secret in secrets:
+        assert secret not in text
+
+
+def sent_any(server: RecordedServer, secret: str) -> bool:
+    return any(secret in echoed(r) for r in server.requests)
+
+
+@pytest.mark.parametrize("kind", ["openai-compatible", "openai"])
+def test_a_key_echoed_in_an_error_never_reaches_the_message(server, monkeypatch, fresh_secrets, kind):
+    server.responder = echo_in_error
+    e = local_entry(server, monkeypatch) if kind == "openai-compatible" else entry("gpt-5-nano", server)
+    key = LOCAL_KEY if kind == "openai-compatible" else KEY
+    with pytest.raises(ProviderError) as info:
+        run_complete(create_provider(e), classify_request())
+    assert sent_any(server, key)
+    assert_clean(str(info.value), secrets_of(key))
+    assert info.value.status == 401
+
+
+@pytest.mark.parametrize("kind", ["openai-compatible", "openai"])
+def test_a_key_echoed_in_an_answer_never_reaches_the_completion(server, monkeypatch, fresh_secrets, kind):
+    server.responder = echo_in_answer
+    e = local_entry(server, monkeypatch) if kind == "openai-compatible" else entry("gpt-5-nano", server)
+    key = LOCAL_KEY if kind == "openai-compatible" else KEY
+    completion = run_complete(create_provider(e), classify_request(constraint=None, tools=TOOLS))
+    assert sent_any(server, key)
+    assert_clean(completion.text, secrets_of(key))
+    assert_clean(json.dumps([c.to_dict() for c in completion.tool_calls]), secrets_of(key))
+    assert completion.tool_calls[0].arguments["state"] == "on"
+
+
+def test_credentials_in_base_url_never_reach_errors_or_answers(server, monkeypatch, fresh_secrets):
+    server.responder = echo_in_error
+    with pytest.raises(ProviderError) as info:
+        run_complete(create_provider(local_entry(server, monkeypatch, credentials=True)), classify_request())
+    assert sent_any(server, BASIC)  # httpx sent the URL's credentials as Basic auth
+    assert_clean(str(info.value), secrets_of(LOCAL_KEY))
+    server.responder = echo_in_answer
+    completion = run_complete(create_provider(local_entry(server, monkeypatch, credentials=True)),
+                              classify_request(constraint=None))
+    assert_clean(completion.text, secrets_of(LOCAL_KEY))
+
+
+def test_credentials_in_base_url_are_masked_where_the_entry_is_described(server, monkeypatch, fresh_secrets):
+    e = local_entry(server, monkeypatch, credentials=True)
+    described = create_provider(e).describe()
+    assert PASSWORD not in json.dumps(described) and "[REDACTED]" in described["base_url"]
+    assert PASSWORD not in json.dumps(e.public_dict())
+    e.base_url = closed_port_url().replace("http://", f"http://distill:{PASSWORD}@") + "/v1"
+    with pytest.raises(ProviderError) as info:
+        run_complete(create_provider(e), classify_request())
+    assert "connection error" in str(info.value) and PASSWORD not in str(info.value)
+
+
+def without_answer(change):
+    def respond(request):
+        answer = reply("openai", "success")
+        change(answer["body"])
+        return answer
+    return respond
+
+
+def _null_content(body):
+    body["choices"][0]["message"]["content"] = None
+
+
+def _no_choices(body):
+    body["choices"] = []
+
+
+@pytest.mark.parametrize("kind", ["openai-compatible", "openai"])
+@pytest.mark.parametrize(("change", "reason"), [(_null_content, "content is null and there are no tool calls"),
+                                                (_no_choices, "no choices")])
+def test_a_reply_without_an_answer_is_an_error(server, monkeypatch, kind, change, reason):
+    server.responder = without_answer(change)
+    e = local_entry(server, monkeypatch) if kind == "openai-compatible" else entry("gpt-5-nano", server)
+    with pytest.raises(ProviderError) as info:
+        run_complete(create_provider(e), classify_request())
+    assert str(info.value) == f"{e.name}: empty reply: {reason}"
+    assert not info.value.retryable
+
+
+def test_an_empty_string_the_model_sent_is_an_answer(server, monkeypatch):
+    server.responder = without_answer(lambda body: body["choices"][0]["message"].update(content=""))
+    completion = run_complete(create_provider(local_entry(server, monkeypatch)), classify_request(constraint=None))
+    assert completion.text == "" and completion.finish_reason == "stop"

@@ -92,5 +92,35 @@ def test_secret_serve_settings_are_masked_in_reports_and_logs():
                        serve_args=["--api-key", "sk-local-1", "--dtype=float32", "--hf-token=hf_secret_123"])
     shown = repr(entry.public_dict())
     assert "hf_secret_123" not in shown and "sk-local-1" not in shown
-    assert entry.public_dict()["serve_env"] == {"HF_TOKEN": "***"}
-    assert mask_secret_args(entry.serve_args) == ["--api-key", "***", "--dtype=float32", "--hf-token=***"]
+    assert entry.public_dict()["serve_env"] == {"HF_TOKEN": "[REDACTED]"}
+    assert mask_secret_args(entry.serve_args) == ["--api-key", "[REDACTED]", "--dtype=float32",
+                                                  "--hf-token=[REDACTED]"]
+
+
+def test_the_registry_registers_every_secret_it_learns(tmp_path, monkeypatch):
+    """Before any request: keys of named variables and built-in ones, URL credentials (and
+    their Basic form), secret serve_args and serve_env values, secret-named params."""
+    import base64
+
+    from pytest_distill.core import redact
+    from pytest_distill.models.registry import Registry
+
+    redact.clear()
+    monkeypatch.setenv("MY_PROXY_KEY", "proxy-key-123456")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-builtin-987654")
+    models = tmp_path / "models.toml"
+    models.write_text('[proxy]\nprovider = "openai"\nmodel = "m"\napi_key_env = "MY_PROXY_KEY"\n'
+                      'base_url = "https://me:url-pass-777@proxy.example/v1"\n'
+                      'params = { api_token = "param-token-555" }\n\n'
+                      '[served]\nprovider = "vllm"\nmodel = "org/m"\n'
+                      'serve_args = ["--api-key", "serve-key-333", "--hf-token=hf-token-222"]\n'
+                      'serve_env = { HF_TOKEN = "hf-env-token-111" }\n')
+    try:
+        Registry(models)
+        secrets = ["proxy-key-123456", "sk-ant-builtin-987654", "url-pass-777", "param-token-555",
+                   "serve-key-333", "hf-token-222", "hf-env-token-111",
+                   base64.b64encode(b"me:url-pass-777").decode()]
+        shown = redact.text(" ".join(secrets))
+        assert shown == " ".join(["[REDACTED]"] * len(secrets))
+    finally:
+        redact.clear()

@@ -202,13 +202,13 @@ class Provider(abc.ABC):
         """Send one request streamed and time it (only where supports_streaming)."""
         raise NotImplementedError(f"{type(self).__name__} does not stream")
 
-    def check(self) -> None:  # noqa: B027 - optional hook
+    def check(self) -> None:
         """Fail fast at session start (raise ConfigError), e.g. for a missing API key."""
 
-    def start(self) -> None:  # noqa: B027 - optional hook
+    def start(self) -> None:
         """Acquire resources (load weights, connect). Called once before the first request."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release resources."""
 
     def describe(self) -> dict[str, Any]:

@@ -4,9 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_distill.models.base import Completion, ProviderError, Request, ToolCall, Usage, WireRequest, arguments_from_json
-from pytest_distill.models.providers.hosted import HostedProvider, choice_schema, status_error, unwrap_label
+from pytest_distill.models.base import (
+    Completion,
+    ProviderError,
+    Request,
+    ToolCall,
+    Usage,
+    WireRequest,
+    arguments_from_json,
+)
 from pytest_distill.models.chat import with_tool_results
+from pytest_distill.models.providers.hosted import (
+    HostedProvider,
+    choice_schema,
+    status_error,
+    unwrap_label,
+)
 
 # Anthropic stop reasons in the OpenAI vocabulary the rest of the plugin uses.
 FINISH_REASONS = {

@@ -5,9 +5,22 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pytest_distill.models.base import Completion, ProviderError, Request, ToolCall, Usage, WireRequest
-from pytest_distill.models.providers.hosted import HostedProvider, choice_schema, http_error, parse_duration, unwrap_label
+from pytest_distill.models.base import (
+    Completion,
+    ProviderError,
+    Request,
+    ToolCall,
+    Usage,
+    WireRequest,
+)
 from pytest_distill.models.chat import with_tool_results
+from pytest_distill.models.providers.hosted import (
+    HostedProvider,
+    choice_schema,
+    http_error,
+    parse_duration,
+    unwrap_label,
+)
 
 TOOL_MODE = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
 # Gemini finish reasons that mean a filter stopped the answer.

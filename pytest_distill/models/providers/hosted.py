@@ -21,7 +21,14 @@ from typing import Any
 
 from pytest_distill.core import redact
 from pytest_distill.core.errors import ConfigError
-from pytest_distill.models.base import Completion, Provider, ProviderError, Request, WireRequest, redacted
+from pytest_distill.models.base import (
+    Completion,
+    Provider,
+    ProviderError,
+    Request,
+    WireRequest,
+    redacted,
+)
 
 
 def api_key(entry: Any, env_names: tuple[str, ...]) -> str:

@@ -17,8 +17,21 @@ from pathlib import Path
 from typing import Any
 
 from pytest_distill.core.errors import ConfigError
-from pytest_distill.models.base import Completion, Provider, ProviderError, Request, ToolCall, Usage, WireRequest, redacted
-from pytest_distill.models.chat import render_history_for_text_model, tool_call_schema, tools_instructions
+from pytest_distill.models.base import (
+    Completion,
+    Provider,
+    ProviderError,
+    Request,
+    ToolCall,
+    Usage,
+    WireRequest,
+    redacted,
+)
+from pytest_distill.models.chat import (
+    render_history_for_text_model,
+    tool_call_schema,
+    tools_instructions,
+)
 
 
 def resolve_model_path(spec: str) -> Path:
@@ -31,7 +44,7 @@ def resolve_model_path(spec: str) -> Path:
                 f"the model file {filename} comes in the Python package '{package}', which is not "
                 f"installed: pip install 'pytest-distill[local]'"
             )
-        path = Path(list(found.submodule_search_locations)[0]) / filename
+        path = Path(next(iter(found.submodule_search_locations))) / filename
     else:
         path = Path(spec).expanduser()
     if not path.is_file():

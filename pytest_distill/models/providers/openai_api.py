@@ -17,8 +17,7 @@ from pytest_distill.models.providers.openai_compatible import OpenAICompatiblePr
 class OpenAIProvider(OpenAICompatibleProvider):
     max_concurrency = 16  # hosted: limited by rate limits (rpm/tpm), not by a local server
     key_envs: tuple[str, ...] = ("OPENAI_API_KEY",)
-    key_required = True
-    default_base_url = None  # the SDK's own (or OPENAI_BASE_URL)
+    key_required = True  # default_base_url None: the SDK's own (or OPENAI_BASE_URL)
     # OpenAI's reasoning models (gpt-5*, o*) reject max_tokens; max_completion_tokens works
     # for every current OpenAI model. It covers reasoning tokens too.
     max_tokens_field = "max_completion_tokens"

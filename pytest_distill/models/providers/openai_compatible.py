@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -17,8 +16,17 @@ from pytest_distill.models.base import (
     WireRequest,
     arguments_from_json,
 )
-from pytest_distill.models.chat import tool_call_from_json, tools_as_json_schema, with_tool_results
-from pytest_distill.models.providers.hosted import HostedProvider, choice_schema, status_error, unwrap_label
+from pytest_distill.models.chat import (
+    tool_call_from_json,
+    tools_as_json_schema,
+    with_tool_results,
+)
+from pytest_distill.models.providers.hosted import (
+    HostedProvider,
+    choice_schema,
+    status_error,
+    unwrap_label,
+)
 
 TOOL_STYLES = ("native", "json_schema")
 TEXT_TOOL_MODES = ("json_schema_tool_call", "text_tool_call")  # tools sent as text: calls parsed from it
@@ -52,8 +60,8 @@ class OpenAICompatibleProvider(HostedProvider):
     def build_body(self, request: Request) -> WireRequest:
         if request.tools and request.tool_choice != "none" and getattr(self.entry, "tool_style", "native") == "json_schema":
             # the base mapping only: a subclass's build_body wraps this call once already
-            body, mode = OpenAICompatibleProvider.build_body(self, tools_as_json_schema(request))
-            return WireRequest(body, "json_schema_tool_call" if mode else "text_tool_call")
+            as_text = OpenAICompatibleProvider.build_body(self, tools_as_json_schema(request))
+            return WireRequest(as_text.body, "json_schema_tool_call" if as_text.mode else "text_tool_call")
         messages = ([{"role": "system", "content": request.system}] if request.system else []) + with_tool_results(
             list(request.messages)
         )
