@@ -7,9 +7,14 @@ from recorded import TOOLS, RecordedServer, closed_port_url, reply, run_complete
 
 from pytest_distill.core.cost import api_cost
 from pytest_distill.core.errors import ConfigError
-from pytest_distill.models.providers.anthropic_api import to_anthropic
-from pytest_distill.models.base import OutputConstraint, ProviderError, Request, ToolCall
+from pytest_distill.models.base import (
+    OutputConstraint,
+    ProviderError,
+    Request,
+    ToolCall,
+)
 from pytest_distill.models.chat import SYNTHETIC_TOOL_RESULT
+from pytest_distill.models.providers.anthropic_api import to_anthropic
 from pytest_distill.models.registry import Registry, create_provider
 
 KEY = "sk-ant-test-0123456789"

@@ -9,7 +9,12 @@ from recorded import TOOLS, RecordedServer, closed_port_url, reply, run_complete
 
 from pytest_distill.core.cost import api_cost
 from pytest_distill.core.errors import ConfigError
-from pytest_distill.models.base import OutputConstraint, ProviderError, Request, ToolCall
+from pytest_distill.models.base import (
+    OutputConstraint,
+    ProviderError,
+    Request,
+    ToolCall,
+)
 from pytest_distill.models.registry import Registry, create_provider
 
 KEY = "sk-test-openai-0123456789"

@@ -5,15 +5,16 @@ from __future__ import annotations
 import pytest
 from recorded import RecordedServer, make_project, reply
 
-from pytest_distill import plugin
-
 # model -> (recorded api, key variable, base_url suffix)
 MODELS = {
     "claude-haiku-4.5": ("anthropic", "ANTHROPIC_API_KEY", ""),
     "gpt-5-nano": ("openai", "OPENAI_API_KEY", "/v1"),
     "grok-4.1-fast": ("xai", "XAI_API_KEY", "/v1"),
     "gemini-2.5-flash": ("gemini", "GEMINI_API_KEY", ""),
+    "local-server": ("openai", "LOCAL_SERVER_KEY", "/v1"),  # openai-compatible, as vllm's entries are
 }
+# Entries that are not built in.
+NEW_ENTRIES = {"local-server": 'provider = "openai-compatible"\nmodel = "m"\napi_key_env = "LOCAL_SERVER_KEY"\n'}
 ALL_KEY_VARIABLES = ["ANTHROPIC_API_KEY", "OPENAI_API_KEY", "XAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"]
 
 
@@ -30,8 +31,22 @@ def echoing_error(api: str, key: str, retryable: bool) -> dict:
     return answer
 
 
+def echoing_answer(api: str, key: str) -> dict:
+    """A recorded success whose answer quotes the key back (the label would be a miss)."""
+    answer = reply(api, "success")
+    text, body = f"card_arrival, key {key}", answer["body"]
+    if api == "anthropic":
+        body["content"] = [{"type": "text", "text": text}]
+    elif api == "gemini":
+        body["candidates"][0]["content"]["parts"] = [{"text": text}]
+    else:
+        body["choices"][0]["message"]["content"] = text
+    return answer
+
+
+@pytest.mark.parametrize("echo", ["error", "answer"])
 @pytest.mark.parametrize("model", list(MODELS))
-def test_keys_never_appear_in_any_output(pytester, monkeypatch, model):
+def test_keys_never_appear_in_any_output(pytester, monkeypatch, model, echo):
     api, variable, suffix = MODELS[model]
     key = f"sk-FAKE-{api}-7f3c9a1b2d4e6f80"
     for name in ALL_KEY_VARIABLES:
@@ -42,20 +57,24 @@ def test_keys_never_appear_in_any_output(pytester, monkeypatch, model):
 
         def respond(request):
             calls["n"] += 1  # first example: a 5xx retried once; the others: a 4xx at once
+            if echo == "answer":
+                return echoing_answer(api, key)
             return echoing_error(api, key, retryable=calls["n"] <= 2)
 
         server.responder = respond
-        make_project(pytester, f'["{model}"]\nbase_url = "{server.url}{suffix}"\nmax_retries = 1\n')
+        make_project(pytester, f'["{model}"]\n{NEW_ENTRIES.get(model, "")}base_url = "{server.url}{suffix}"\n'
+                               'max_retries = 1\n')
         args = ["suites/banking77", f"--model={model}", "--limit=3", "-p", "no:randomly", "-v", "-rA",
                 "--junitxml=junit.xml", "--log-level=DEBUG", "--log-file=run.log", "--log-file-level=DEBUG",
-                "--distill-cache=.cache"]
-        if "distill_report" in open(plugin.__file__).read():  # the reports, where this build has them
-            args.append("--distill-report=report")
+                "--distill-cache=.cache", "--distill-report=report"]
         result = pytester.runpytest(*args)
         assert any(request["headers"].get(h, "").endswith(key) for request in server.requests
                    for h in ("authorization", "x-api-key", "x-goog-api-key")), "the key was sent"
 
-    result.assert_outcomes(errors=3)
+    if echo == "answer":
+        result.assert_outcomes(failed=3)  # misses: the answer is not a label
+    else:
+        result.assert_outcomes(errors=3)
     output = result.stdout.str() + result.stderr.str()
     assert "[REDACTED]" in output  # the echo happened, and was caught
     assert key not in output
@@ -80,8 +99,8 @@ def test_a_missing_key_stops_the_run_in_one_line(pytester, monkeypatch, model, v
     result = pytester.runpytest("suites/banking77", "--model=smollm2-135m", f"--model={model}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     errors = [line for line in result.stderr.lines if line.strip()]
-    assert errors == [f"ERROR: pytest-distill: model '{model}' needs an API key: "
-                      f"set the environment variable {variables}"]
+    assert errors == [(f"ERROR: pytest-distill: model '{model}' needs an API key: "
+                       f"set the environment variable {variables}")]
     assert "Traceback" not in result.stdout.str()
 
 
