@@ -24,7 +24,6 @@ with one warning: items are then answered by the model (in replay mode: errors).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import sqlite3
@@ -56,6 +55,14 @@ CREATE TABLE IF NOT EXISTS responses (
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 class CacheWarning(UserWarning):
@@ -91,14 +98,12 @@ class SqliteCache:
         self._lock = threading.Lock()  # one connection, used from the engine's worker threads
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            # Only one process checks (and repairs) at a time: xdist workers open together.
-            with (self.directory / (FILE_NAME + ".lock")).open("a") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-                self._conn = self._open_checked()
+            self._conn = self._open_checked()
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open the response cache {self.path}: {exc}") from None
 
     def _open_checked(self) -> sqlite3.Connection:
+        checked = _identity(self.path)
         try:
             return self._open()
         except BadCacheFile as exc:
@@ -106,9 +111,12 @@ class SqliteCache:
                 raise ConfigError(
                     f"the response cache {self.path} is not usable ({exc}); delete it (and any "
                     f"{FILE_NAME}-wal/-shm beside it) or use another --distill-cache DIR") from None
-            moved = self._move_aside()
-            self._warn(f"pytest-distill: the response cache {self.path} was not usable ({exc}); "
-                       f"moved it to {moved.name} and started an empty one")
+            # Under xdist the controller opens (and repairs) first; a second run starting at
+            # the same moment may have repaired it already: never move a file we did not check.
+            if _identity(self.path) == checked:
+                moved = self._move_aside()
+                self._warn(f"pytest-distill: the response cache {self.path} was not usable ({exc}); "
+                           f"moved it to {moved.name} and started an empty one")
             return self._open()
 
     def _open(self) -> sqlite3.Connection:
