@@ -356,3 +356,21 @@ def test_with_base_url_the_plugin_attaches_and_starts_nothing(pytester, model_di
         assert running.alive()  # not ours to stop
     finally:
         running.stop()
+
+
+def test_secrets_on_the_serve_command_line_never_reach_the_log(model_dir, fake_python, tmp_path):
+    from pytest_distill.core import redact
+
+    secret = "sk-serve-secret-98765"
+    plan = plan_server(_entry(model_dir, fake_python, serve_args=["--api-key", secret, "--dtype", "float32"],
+                              serve_env={"HF_TOKEN": "hf_envsecret_12345"}))
+    server = ManagedServer.from_plan("m", plan, tmp_path)
+    try:
+        server.start()
+    finally:
+        server.stop()
+        redact.clear()
+    log = server.log_path.read_text()
+    assert f"--api-key {redact.MARKER}" in log.splitlines()[0]  # the command line we write
+    assert "fake server: " in log and "--dtype float32" in log  # what the server printed (its argv)
+    assert secret not in log and log.count(redact.MARKER) >= 2
