@@ -12,9 +12,9 @@ import textwrap
 import pytest
 from recorded import LabelResponder, RecordedServer, make_project, suite_answers, table
 
-from pytest_distill.runtime.cache import FILE_NAME, SqliteCache, open_cache
 from pytest_distill.core.errors import ConfigError
 from pytest_distill.models.base import Completion, Usage
+from pytest_distill.runtime.cache import FILE_NAME, SqliteCache, open_cache
 
 ANSWER = Completion(text="card_arrival", usage=Usage(input_tokens=12, output_tokens=3), latency_s=0.4).to_dict()
 
@@ -104,7 +104,7 @@ KILLED_WRITER = textwrap.dedent("""
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_a_killed_writer_leaves_no_entry_and_a_usable_file(tmp_path):
-    done = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(tmp_path)], capture_output=True)
+    done = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(tmp_path)], capture_output=True, check=False)
     assert done.returncode == -signal.SIGKILL
     cache = SqliteCache(tmp_path)
     assert cache.get("committed")["text"] == "kept"

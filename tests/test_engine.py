@@ -9,15 +9,22 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+from typing import ClassVar
 
 import pytest
 from recorded import RecordedServer, reply
 
 from pytest_distill.core import redact
 from pytest_distill.core.errors import ConfigError
-from pytest_distill.runtime.engine import BACKOFF_CAP_S, Engine, _Limits, request_key
-from pytest_distill.models.base import Completion, Provider, ProviderError, Request, Usage
+from pytest_distill.models.base import (
+    Completion,
+    Provider,
+    ProviderError,
+    Request,
+    Usage,
+)
 from pytest_distill.models.registry import PROVIDERS, ModelEntry, Registry
+from pytest_distill.runtime.engine import BACKOFF_CAP_S, Engine, _Limits, request_key
 
 
 class FakeProvider(Provider):
@@ -25,7 +32,7 @@ class FakeProvider(Provider):
     raised, a Completion returned, a float awaited (seconds) and then answered."""
 
     max_concurrency = 4
-    script: list = []
+    script: ClassVar[list] = []
     clock = None
 
     def __init__(self, entry) -> None:

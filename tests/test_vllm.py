@@ -18,13 +18,20 @@ import time
 from pathlib import Path
 
 import pytest
+from suitefiles import summary_row, write_suite
 
 from pytest_distill.core.errors import ConfigError
 from pytest_distill.models.base import OutputConstraint, Request
-from pytest_distill.models.registry import ModelEntry
 from pytest_distill.models.providers.vllm import VLLMProvider, check_entry, plan_server
-from pytest_distill.runtime.servers import ManagedServer, ServerInfo, ServerPool, _group_alive, log_tail, process_tree_rss
-from suitefiles import summary_row, write_suite
+from pytest_distill.models.registry import ModelEntry
+from pytest_distill.runtime.servers import (
+    ManagedServer,
+    ServerInfo,
+    ServerPool,
+    _group_alive,
+    log_tail,
+    process_tree_rss,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_SERVER = ROOT / "benchmarks" / "fake_server.py"

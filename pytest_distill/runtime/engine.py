@@ -29,7 +29,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_distill.core import redact
 from pytest_distill.core.errors import DistillError
-from pytest_distill.models.base import Completion, Provider, ProviderError, Request, ToolCall
+from pytest_distill.models.base import (
+    Completion,
+    Provider,
+    ProviderError,
+    Request,
+    ToolCall,
+)
 from pytest_distill.models.registry import ModelEntry, create_provider
 
 if TYPE_CHECKING:
@@ -190,7 +196,7 @@ class Engine:
 
             try:
                 asyncio.run_coroutine_threadsafe(_cancel_all(), loop).result(timeout=10)
-            except Exception:  # noqa: BLE001 - best effort at shutdown
+            except Exception:  # noqa: BLE001, S110 - best effort at shutdown
                 pass
             loop.call_soon_threadsafe(loop.stop)
             if self._thread is not None:
@@ -277,7 +283,7 @@ class Engine:
                     # the tokens/min window counts what the request really used, once known
                     slot[1] = usage.input_tokens + usage.output_tokens or estimated
                     return redact_completion(completion)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     error = ProviderError(f"{entry.name}: no answer within {entry.timeout_s:g}s", retryable=True)
                 except ProviderError as exc:
                     error = exc

@@ -197,7 +197,8 @@ class ManagedServer:
         try:
             self.proc = subprocess.Popen(
                 self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                env=self.env, cwd=self.cwd, start_new_session=True, preexec_fn=_die_with_parent,
+                env=self.env, cwd=self.cwd, start_new_session=True,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - PDEATHSIG needs it; runs prctl only
             )
         except OSError as exc:
             log.close()

@@ -93,7 +93,7 @@ def has_vllm(python: str) -> bool:
     try:
         done = subprocess.run(
             [python, "-c", "import importlib.util, sys; sys.exit(importlib.util.find_spec('vllm') is None)"],
-            capture_output=True, timeout=30,
+            capture_output=True, timeout=30, check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return False
@@ -221,10 +221,7 @@ class VLLMProvider(OpenAICompatibleProvider):
 
     def use_server(self, server: RunningServer) -> None:
         self.server = server
-
-    @property  # type: ignore[override]
-    def default_base_url(self) -> str | None:
-        return self.server.base_url if self.server is not None else None
+        self.default_base_url = server.base_url
 
     def check(self) -> None:
         if self.entry.base_url or self.server is not None:
