@@ -12,9 +12,9 @@ import textwrap
 import pytest
 from recorded import LabelResponder, RecordedServer, make_project, suite_answers, table
 
-from pytest_distill.runtime.cache import FILE_NAME, SqliteCache, open_cache
 from pytest_distill.core.errors import ConfigError
 from pytest_distill.models.base import Completion, Usage
+from pytest_distill.runtime.cache import FILE_NAME, SqliteCache, open_cache
 
 ANSWER = Completion(text="card_arrival", usage=Usage(input_tokens=12, output_tokens=3), latency_s=0.4).to_dict()
 
@@ -104,7 +104,7 @@ KILLED_WRITER = textwrap.dedent("""
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_a_killed_writer_leaves_no_entry_and_a_usable_file(tmp_path):
-    done = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(tmp_path)], capture_output=True)
+    done = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(tmp_path)], capture_output=True, check=False)
     assert done.returncode == -signal.SIGKILL
     cache = SqliteCache(tmp_path)
     assert cache.get("committed")["text"] == "kept"
@@ -175,3 +175,150 @@ def test_xdist_workers_share_the_cache_and_the_numbers(pytester, monkeypatch):
     same = ["n", "pass", "miss", "err", "pass rate", "flips", "95% CI", "tok in", "tok out", "$/req", "$/1M req"]
     assert [with_n[c] for c in same] == [without[c] for c in same]
     assert with_n["pass rate"] == "87.5±17.7%" and with_n["flips"] == "1"
+
+
+# --- a bad file fails safe -------------------------------------------------------
+
+
+def _damaged_pages(path):
+    """A real cache file whose header is intact but whose b-tree pages are garbage."""
+    cache = SqliteCache(path.parent)
+    for i in range(50):
+        cache.put(f"k{i}", {**ANSWER, "text": "x" * 2000})
+    cache.close()  # the last connection checkpoints the WAL into the file
+    data = bytearray(path.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    assert len(data) > 6 * page
+    data[2 * page:5 * page] = b"\xa5" * (3 * page)
+    path.write_bytes(bytes(data))
+
+
+def _other_schema(path):
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE responses (id INTEGER PRIMARY KEY, body BLOB)")
+        conn.execute("INSERT INTO responses (body) VALUES ('theirs')")
+
+
+def _text_file(path):
+    path.write_text("these are my notes, not a database\n" * 20)
+
+
+BAD_FILES = {"damaged pages": _damaged_pages, "another schema": _other_schema, "a text file": _text_file}
+
+
+@pytest.mark.parametrize("damage", BAD_FILES.values(), ids=BAD_FILES.keys())
+@pytest.mark.parametrize("mode", ["read", "replay"])
+def test_a_bad_file_in_read_modes_is_one_usage_error_naming_it(tmp_path, damage, mode):
+    path = tmp_path / FILE_NAME
+    damage(path)
+    before = path.read_bytes()
+    with pytest.raises(ConfigError) as info:
+        SqliteCache(tmp_path, mode)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    assert "delete it" in message and "another --distill-cache DIR" in message
+    assert path.read_bytes() == before  # what a replay run needs is never thrown away
+
+
+@pytest.mark.parametrize("damage", BAD_FILES.values(), ids=BAD_FILES.keys())
+@pytest.mark.parametrize("mode", ["readwrite", "write"])
+def test_a_bad_file_in_writing_modes_is_moved_aside_and_rebuilt_with_one_warning(tmp_path, damage, mode):
+    path = tmp_path / FILE_NAME
+    damage(path)
+    before = path.read_bytes()
+    warned: list[str] = []
+    cache = SqliteCache(tmp_path, mode, warn=warned.append)
+    assert len(warned) == 1 and str(path) in warned[0] and "moved it to responses.sqlite3.corrupt-" in warned[0]
+    [moved] = tmp_path.glob(FILE_NAME + ".corrupt-*")
+    assert moved.read_bytes() == before
+    cache.put("k", ANSWER)
+    assert len(cache) == 1 and SqliteCache(tmp_path, "read").get("k") == ANSWER
+
+
+def test_a_bad_file_through_the_plugin_is_one_usage_error(pytester):
+    (pytester.path / ".cache").mkdir()
+    _text_file(pytester.path / ".cache" / FILE_NAME)
+    pytester.makepyfile("def test_nothing(): pass")
+    result = pytester.runpytest("--distill-cache=.cache", "--distill-cache-mode=replay")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert "Traceback" not in err and f".cache/{FILE_NAME} is not usable" in err
+
+
+class _FailingWrites:
+    """sqlite3.Error on every write, as when the disk fills or the file turns read-only."""
+
+    def __init__(self, monkeypatch):
+        self.calls = 0
+
+        def write(cache, key, text):
+            self.calls += 1
+            raise sqlite3.OperationalError("attempt to write a readonly database")
+
+        monkeypatch.setattr(SqliteCache, "_write", write)
+
+
+def test_a_sqlite_error_mid_run_turns_the_cache_off_with_one_warning(tmp_path, monkeypatch):
+    from pytest_distill.models.base import Request
+    from pytest_distill.models.registry import PROVIDERS, ModelEntry
+    from pytest_distill.runtime.engine import Engine
+
+    monkeypatch.setitem(PROVIDERS, "fake", f"{__name__}:_Answers")
+    SqliteCache(tmp_path).put("unrelated", ANSWER)
+    warned: list[str] = []
+    cache = SqliteCache(tmp_path, warn=warned.append)
+    failing = _FailingWrites(monkeypatch)
+    engine = Engine(cache=cache)
+    entry = ModelEntry(name="fake", provider="fake", model="m")
+    try:
+        answers = [engine.complete(entry, Request(messages=({"role": "user", "content": str(i)},))) for i in range(3)]
+    finally:
+        engine.close()
+    assert [a.text for a in answers] == ["0", "1", "2"]  # every item still answered
+    assert failing.calls == 1  # the first failure turned it off: no more writes, and no more reads
+    assert len(warned) == 1 and "readonly database" in warned[0] and "off for the rest of this run" in warned[0]
+    assert cache.get("unrelated") is None and "off since" in cache.describe()
+
+
+class _Answers:
+    """A provider that echoes the last message."""
+
+    max_concurrency = 2
+
+    def __init__(self, entry):
+        self.entry = entry
+
+    def describe(self):
+        return {"provider": "fake"}
+
+    def start(self):
+        pass
+
+    def close(self):
+        pass
+
+    async def complete(self, request):
+        return Completion(text=request.messages[-1]["content"])
+
+
+def test_a_sqlite_error_mid_run_through_the_plugin_still_answers_and_prints_the_table(pytester, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-cache-test-0003")
+    with RecordedServer() as server:
+        server.responder = LabelResponder("anthropic", suite_answers())
+        make_project(pytester, MODELS.format(url=server.url))
+        pytester.makeconftest("""
+            import sqlite3
+            from pytest_distill.runtime.cache import SqliteCache
+
+            def _write(cache, key, text):
+                raise sqlite3.OperationalError("disk I/O error")
+
+            SqliteCache._write = _write
+        """)
+        result = pytester.runpytest("suites/banking77", "--model=claude-haiku-4.5", "--limit=3",
+                                    "--distill-cache=.cache", "-p", "no:randomly")
+    result.assert_outcomes(passed=3)
+    out = result.stdout.str()
+    assert "Traceback" not in out
+    assert table(result.stdout.lines)["claude-haiku-4.5"]["n"] == "3"
+    assert out.count("disk I/O error") == 1 and "off for the rest of this run" in out

@@ -7,14 +7,24 @@ injected), then with the real SDKs against recorded replies on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
+from typing import ClassVar
 
 import pytest
 from recorded import RecordedServer, reply
 
-from pytest_distill.runtime.engine import BACKOFF_CAP_S, Engine, _Limits, request_key
-from pytest_distill.models.base import Completion, Provider, ProviderError, Request, Usage
+from pytest_distill.core import redact
+from pytest_distill.core.errors import ConfigError
+from pytest_distill.models.base import (
+    Completion,
+    Provider,
+    ProviderError,
+    Request,
+    Usage,
+)
 from pytest_distill.models.registry import PROVIDERS, ModelEntry, Registry
+from pytest_distill.runtime.engine import BACKOFF_CAP_S, Engine, _Limits, request_key
 
 
 class FakeProvider(Provider):
@@ -22,7 +32,7 @@ class FakeProvider(Provider):
     raised, a Completion returned, a float awaited (seconds) and then answered."""
 
     max_concurrency = 4
-    script: list = []
+    script: ClassVar[list] = []
     clock = None
 
     def __init__(self, entry) -> None:
@@ -45,7 +55,7 @@ class FakeProvider(Provider):
                 step = Completion(text="slow")
             if isinstance(step, BaseException):
                 raise step
-            return Completion(text=step.text, usage=Usage(**vars(step.usage)))
+            return dataclasses.replace(step, usage=Usage(**vars(step.usage)), tool_calls=list(step.tool_calls))
         finally:
             self.in_flight -= 1
 
@@ -138,11 +148,70 @@ def test_timeout_per_request_is_retried_then_an_error(fake, engine):
     assert engine.provider(entry).calls == 2
 
 
-def test_an_unexpected_exception_is_an_error_not_a_crash(fake, engine):
-    entry = fake([KeyError("choices")])
-    with pytest.raises(ProviderError, match="fake: KeyError"):
+def test_a_bug_in_our_code_propagates_unchanged_with_its_traceback(fake, engine):
+    bug = KeyError("choices")
+    entry = fake([bug, OK], max_retries=3)
+    with pytest.raises(KeyError) as info:
         engine.complete(entry, REQUEST)
-    assert engine.provider(entry).calls == 1
+    assert info.value is bug  # not wrapped into a ProviderError: never the model's error rate
+    assert any(frame.name == "complete" for frame in info.traceback)  # where it was raised
+    assert engine.provider(entry).calls == 1  # and not retried
+
+
+def test_a_setup_error_found_late_is_a_one_line_provider_error(fake, engine):
+    entry = fake([ConfigError("llama-cpp-python is not installed")])
+    with pytest.raises(ProviderError, match=r"^fake: llama-cpp-python is not installed$"):
+        engine.complete(entry, REQUEST)
+
+
+SECRET = "sk-echoed-secret-0123456789"
+
+
+@pytest.fixture
+def secret():
+    redact.register(SECRET)
+    yield SECRET
+    redact.clear()
+
+
+def test_errors_are_redacted_before_they_are_returned(fake, engine, secret):
+    entry = fake([ProviderError(f"fake: HTTP 401: bad key {secret}", status=401)])
+    with pytest.raises(ProviderError) as info:
+        engine.complete(entry, REQUEST)
+    assert str(info.value) == f"fake: HTTP 401: bad key {redact.MARKER}" and info.value.status == 401
+
+    retried = fake([ProviderError(f"fake: HTTP 503: {secret}", retryable=True, status=503)], max_retries=1)
+    retried.name = "fake-retried"
+    with pytest.raises(ProviderError) as info:
+        engine.complete(retried, REQUEST)
+    assert str(info.value) == f"fake: HTTP 503: {redact.MARKER} (after 2 attempts)"
+
+
+def test_answers_are_redacted_before_the_cache_and_the_caller_see_them(fake, secret):
+    from pytest_distill.models.base import ToolCall
+
+    echoed = Completion(text=f"your key is {secret}", model=f"m-{secret}",
+                        tool_calls=[ToolCall("login", {"password": secret, "user": "ann", "keys": [secret]})])
+    cache = DictCache()
+    entry = fake([echoed])
+    engine = Engine(cache=cache)
+    try:
+        answer = engine.complete(entry, REQUEST)
+        hit = engine.complete(entry, REQUEST)
+    finally:
+        engine.close()
+    assert secret not in repr(answer) and secret not in repr(cache.data) and secret not in repr(hit)
+    assert answer.text == f"your key is {redact.MARKER}"
+    # masked because it *is* the secret; an argument is never masked for its name alone
+    assert answer.tool_calls[0].arguments == {"password": redact.MARKER, "user": "ann", "keys": [redact.MARKER]}
+    assert hit.cached and hit.tool_calls[0].arguments == answer.tool_calls[0].arguments
+
+
+def test_an_argument_named_like_a_secret_is_still_the_models_answer(fake, engine, secret):
+    from pytest_distill.models.base import ToolCall
+
+    entry = fake([Completion(text="", tool_calls=[ToolCall("set", {"password": "hunter22", "token": "abc"})])])
+    assert engine.complete(entry, REQUEST).tool_calls[0].arguments == {"password": "hunter22", "token": "abc"}
 
 
 @pytest.mark.parametrize(("limit", "expected"), [(3, 3), (None, FakeProvider.max_concurrency)])
@@ -199,6 +268,7 @@ class DictCache:
     def __init__(self, replay_only: bool = False) -> None:
         self.data: dict = {}
         self.replay_only = replay_only
+        self.problem = None
 
     def get(self, key):
         return self.data.get(key)

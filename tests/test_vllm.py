@@ -18,13 +18,20 @@ import time
 from pathlib import Path
 
 import pytest
+from suitefiles import summary_row, write_suite
 
 from pytest_distill.core.errors import ConfigError
 from pytest_distill.models.base import OutputConstraint, Request
-from pytest_distill.models.registry import ModelEntry
 from pytest_distill.models.providers.vllm import VLLMProvider, check_entry, plan_server
-from pytest_distill.runtime.servers import ServerInfo, _group_alive, log_tail, process_tree_rss
-from suitefiles import summary_row, write_suite
+from pytest_distill.models.registry import ModelEntry
+from pytest_distill.runtime.servers import (
+    ManagedServer,
+    ServerInfo,
+    ServerPool,
+    _group_alive,
+    log_tail,
+    process_tree_rss,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_SERVER = ROOT / "benchmarks" / "fake_server.py"
@@ -83,7 +90,7 @@ def _gone(pid: int) -> bool:
 def test_plan_server_builds_the_launch_command(model_dir, fake_python, tmp_path):
     entry = _entry(model_dir, fake_python, serve_args=[
         "--dtype", "float32", "--chat-template", "pkg:pytest_distill/templates/chatml-hermes-tools.jinja"])
-    server = plan_server(entry, tmp_path)
+    server = plan_server(entry)
     command = server.command
     assert command[0] == str(fake_python)
     assert command[1].endswith("pytest_distill/runtime/scripts/vllm_launch.py")
@@ -94,13 +101,39 @@ def test_plan_server_builds_the_launch_command(model_dir, fake_python, tmp_path)
     port = int(command[command.index("--port") + 1])
     assert server.base_url == f"http://127.0.0.1:{port}/v1" and server.health_url.endswith("/health")
     assert server.env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0" and server.env["HF_HUB_OFFLINE"] == "1"
+    assert ManagedServer.from_plan("m", server, tmp_path).log_path == tmp_path / "vllm-m.log"
+
+
+def test_the_provider_plans_its_server_only_without_base_url(model_dir, fake_python):
+    pool = ServerPool()
+    assert pool.needs_server(_entry(model_dir, fake_python))
+    assert not pool.needs_server(_entry(model_dir, fake_python, base_url="http://127.0.0.1:9/v1"))
+    assert not pool.needs_server(ModelEntry(name="o", provider="openai-compatible", model="x",
+                                            base_url="http://127.0.0.1:9/v1"))
+
+
+def test_the_running_server_is_explicit_state_handed_to_workers_as_plain_data(model_dir, tmp_path):
+    info = ServerInfo(name="m", kind="vLLM", base_url="http://127.0.0.1:1234/v1", log_path=str(tmp_path / "l"),
+                      status_path=str(tmp_path / "s"), pid=1)
+    from pytest_distill.runtime.servers import from_worker_input, worker_input
+
+    data = worker_input(ServerPool({"m": info}))
+    assert json.loads(json.dumps(data)) == data  # crosses execnet as plain data
+    worker_pool = from_worker_input(data)
+    attached = worker_pool.provider_for(_entry(model_dir))
+    assert attached.server == info and attached.default_base_url == "http://127.0.0.1:1234/v1"
+    attached.check()  # a worker never re-checks (or re-binds the port of) the controller's server
+    # nothing is global: a provider built without the pool knows no server
+    assert VLLMProvider(_entry(model_dir)).default_base_url is None
+    worker_pool.stop()  # a worker stops nothing it did not start
+    assert worker_pool.get("m") == info
 
 
 def test_python_comes_from_the_entry_then_the_environment(model_dir, fake_python, monkeypatch, tmp_path):
     monkeypatch.setenv("DISTILL_VLLM_PYTHON", str(fake_python.parent.parent))  # a venv folder works too
-    assert plan_server(_entry(model_dir), tmp_path).command[0] == str(fake_python)
+    assert plan_server(_entry(model_dir)).command[0] == str(fake_python)
     monkeypatch.delenv("DISTILL_VLLM_PYTHON")
-    assert plan_server(_entry(model_dir), tmp_path).command[0] == sys.executable
+    assert plan_server(_entry(model_dir)).command[0] == sys.executable
 
 
 def test_structured_outputs_choice_and_tool_choice_only_with_tools(model_dir):
@@ -312,7 +345,7 @@ def test_bench_refuses_xdist(pytester, model_dir, fake_python):
 
 
 def test_with_base_url_the_plugin_attaches_and_starts_nothing(pytester, model_dir, tmp_path):
-    from pytest_distill.runtime.servers import ManagedServer, free_port
+    from pytest_distill.models.providers.vllm import free_port
 
     port = free_port()
     running = ManagedServer(name="outside", kind="fake", log_path=tmp_path / "outside.log", startup_timeout_s=30,
@@ -330,3 +363,21 @@ def test_with_base_url_the_plugin_attaches_and_starts_nothing(pytester, model_di
         assert running.alive()  # not ours to stop
     finally:
         running.stop()
+
+
+def test_secrets_on_the_serve_command_line_never_reach_the_log(model_dir, fake_python, tmp_path):
+    from pytest_distill.core import redact
+
+    secret = "sk-serve-secret-98765"
+    plan = plan_server(_entry(model_dir, fake_python, serve_args=["--api-key", secret, "--dtype", "float32"],
+                              serve_env={"HF_TOKEN": "hf_envsecret_12345"}))
+    server = ManagedServer.from_plan("m", plan, tmp_path)
+    try:
+        server.start()
+    finally:
+        server.stop()
+        redact.clear()
+    log = server.log_path.read_text()
+    assert f"--api-key {redact.MARKER}" in log.splitlines()[0]  # the command line we write
+    assert "fake server: " in log and "--dtype float32" in log  # what the server printed (its argv)
+    assert secret not in log and log.count(redact.MARKER) >= 2

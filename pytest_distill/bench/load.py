@@ -25,7 +25,7 @@ from typing import Any
 
 from pytest_distill.core import stats
 from pytest_distill.models.base import Provider, ProviderError, Request
-from pytest_distill.runtime.servers import info_for, process_tree_rss
+from pytest_distill.runtime.servers import ServerPool, process_tree_rss
 
 CACHE_KEY = "pytest-distill/bench/"
 
@@ -228,8 +228,8 @@ def run_sync(provider: Provider, model: str, requests: list[Request], **kwargs: 
     return asyncio.run(_main())
 
 
-def server_pid_for(model: str) -> int | None:
-    info = info_for(model)
+def server_pid_for(servers: ServerPool, model: str) -> int | None:
+    info = servers.get(model)
     return info.pid if info is not None else None
 
 
@@ -318,7 +318,6 @@ def saved_rate(config: Any, entry: Any) -> dict[str, Any] | None:
 def run_for_session(distill: Any, items: list[Any]) -> list[BenchResult]:
     """Benchmark every --model on the collected items' requests, one model at a time."""
     from pytest_distill.plugin.collect import ExampleItem
-    from pytest_distill.models.registry import create_provider
 
     config = distill.config
     results: list[BenchResult] = []
@@ -328,7 +327,7 @@ def run_for_session(distill: Any, items: list[Any]) -> list[BenchResult]:
                     if isinstance(item, ExampleItem) and item.model == name]
         if not requests:
             continue
-        provider = create_provider(entry)  # a fresh provider: its client belongs to the bench loop
+        provider = distill.servers.provider_for(entry)  # a fresh provider: its client belongs to the bench loop
         concurrency = (config.getoption("distill_bench_concurrency") or entry.max_concurrency
                        or provider.max_concurrency or 8)
         duration = config.getoption("distill_bench_duration")
@@ -339,7 +338,7 @@ def run_for_session(distill: Any, items: list[Any]) -> list[BenchResult]:
             reporter.write_line(f"pytest-distill: bench {name}: {what} at concurrency {concurrency} "
                                 f"({len(requests)} distinct prompts, warm-up {concurrency if warmup is None else warmup})")
         result = run_sync(provider, name, requests, concurrency=concurrency, count=count, duration_s=duration,
-                          warmup=warmup, server_pid=server_pid_for(name))
+                          warmup=warmup, server_pid=server_pid_for(distill.servers, name))
         results.append(result)
         cache = getattr(config, "cache", None)
         if cache is not None and result.requests_per_s and not result.errors:

@@ -28,14 +28,14 @@ from pytest_distill.runtime.engine import Engine
 from pytest_distill.core.errors import ConfigError, DistillError
 from pytest_distill.core.gates import Gate, GateResult, check_gate, exit_status
 from pytest_distill.models.base import ProviderError
-from pytest_distill.models.registry import DEFAULT_GPU_HOURLY_USD, ModelEntry, Registry, create_provider
+from pytest_distill.models.registry import DEFAULT_GPU_HOURLY_USD, ModelEntry, Registry
 from pytest_distill.report.generation import generation_lines
 from pytest_distill.report.terminal import format_table, money, summary_rows
 from pytest_distill.scoring.base import ScoringError
 from pytest_distill.scoring.judge import Judge
 from pytest_distill.core.records import ERROR, MISS, PASS, SKIP, Record, Summary, summarize
 from pytest_distill.bench.load import saved_rate as saved_bench_rate
-from pytest_distill.runtime.servers import ServerPool, attach_from_worker_input
+from pytest_distill.runtime.servers import ServerPool, from_worker_input, worker_input
 from pytest_distill.suite import SuiteSettings, build_request, is_suite_dir
 from pytest_distill.suite.loader import JOB_FILE, SETTINGS_FILE, TEST_FILES, find_test_file, read_settings
 
@@ -105,7 +105,7 @@ class DistillSession:
             self.config.rootpath,
         )
         if self.is_worker:  # servers the controller started (pytest_configure_node)
-            attach_from_worker_input(self.config.workerinput.get("distill_servers"))
+            self.servers = from_worker_input(self.config.workerinput.get("distill_servers"))
         for name in dict.fromkeys(self.model_names):
             self.entries[name] = self._resolve_entry(name)
         self.model_names = list(self.entries)
@@ -117,7 +117,7 @@ class DistillSession:
         xdist, and its key checked (a typo or missing key stops the run in one line)."""
         entry = self.registry.get(name)
         workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-        provider = create_provider(entry)
+        provider = self.servers.provider_for(entry)
         if entry.provider == "llama-cpp" and entry.n_threads is None:
             # Workers share the cores; more threads than cores makes them starve each other.
             entry.n_threads = max(1, (os.cpu_count() or 1) // workers)
@@ -132,7 +132,7 @@ class DistillSession:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = Engine(cache=self.cache)
+            self._engine = Engine(cache=self.cache, servers=self.servers)
         return self._engine
 
     def close(self) -> None:
@@ -164,7 +164,7 @@ class DistillSession:
 
     def worker_input(self) -> dict[str, Any]:
         """What xdist workers need from the controller: the managed servers' URLs and logs."""
-        return {"distill_servers": self.servers.worker_input()}
+        return {"distill_servers": worker_input(self.servers)}
 
     # --- collection ----------------------------------------------------
     def collect_file(self, file_path: Path, parent: pytest.Collector):

@@ -5,6 +5,13 @@ request (or have it prefetched) and wait on a concurrent.futures.Future, so N it
 cost about as much as N concurrent requests, while pytest still runs items one by one.
 Retry *decisions* belong to the provider (ProviderError.retryable / retry_after); the
 engine only carries them out.
+
+What comes out is either a Completion or a ProviderError (the model's or its server's
+failure: one line, counted as an error). Anything else raised inside a provider is a bug
+in our code and propagates unchanged, traceback included, for the caller to report as an
+internal error of the item. Every error message and every answer passes through
+core.redact before it is cached or returned, so a key a server echoes never reaches the
+cache, records or reports.
 """
 
 from __future__ import annotations
@@ -18,19 +25,34 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from pytest_distill.models.base import Completion, Provider, ProviderError, Request
+from pytest_distill.core import redact
+from pytest_distill.core.errors import DistillError
+from pytest_distill.models.base import (
+    Completion,
+    Provider,
+    ProviderError,
+    Request,
+    ToolCall,
+)
 from pytest_distill.models.registry import ModelEntry, create_provider
+
+if TYPE_CHECKING:
+    from pytest_distill.runtime.servers import ServerPool
 
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 60.0
 
 
 class ResponseCache(Protocol):
-    """Storage for answers by request key (see cache.py)."""
+    """Storage for answers by request key (see cache.py).
+
+    get/put never raise for a storage failure: the cache turns itself off (one warning)
+    and sets `problem`, and the run goes on without it."""
 
     replay_only: bool
+    problem: str | None
 
     def get(self, key: str) -> dict[str, Any] | None: ...
 
@@ -93,9 +115,45 @@ class _Limits:
                 await self.sleep(max(0.01, min(waits)))
 
 
+def redact_completion(completion: Completion) -> Completion:
+    """The answer with every registered secret replaced (core.redact), in place.
+
+    Only registered secrets: a tool argument *named* `password` is the model's answer and
+    is compared with the reference, so it is not masked by name."""
+    completion.text = redact.text(completion.text)
+    completion.model = redact.text(completion.model)
+    completion.tool_calls = [ToolCall(redact.text(c.name), _redact_strings(c.arguments))
+                             for c in completion.tool_calls]
+    return completion
+
+
+def _redact_strings(data: Any) -> Any:
+    if isinstance(data, str):
+        return redact.text(data)
+    if isinstance(data, dict):
+        return {_redact_strings(k): _redact_strings(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_redact_strings(v) for v in data]
+    return data
+
+
+def redact_error(error: ProviderError, attempts: int = 1) -> ProviderError:
+    """The error the caller gets: its message redacted, and the attempts made if several."""
+    if attempts > 1:
+        return ProviderError(redact.text(f"{error} (after {attempts} attempts)"), status=error.status)
+    message = redact.text(str(error))
+    if message == str(error):
+        return error
+    return ProviderError(message, retryable=error.retryable, retry_after=error.retry_after, status=error.status)
+
+
 class Engine:
-    def __init__(self, cache: ResponseCache | None = None, *, sleep=asyncio.sleep, clock=time.monotonic) -> None:
+    def __init__(self, cache: ResponseCache | None = None, *, servers: ServerPool | None = None,
+                 sleep: Any = asyncio.sleep, clock: Any = time.monotonic) -> None:
+        """`servers`: the managed servers this process uses (runtime.servers); a provider
+        whose model runs on one is built attached to it."""
         self.cache = cache
+        self.servers = servers
         self._sleep = sleep  # injectable so retry tests don't wait
         self._clock = clock
         self._providers: dict[str, Provider] = {}
@@ -119,7 +177,7 @@ class Engine:
         with self._lock:
             provider = self._providers.get(entry.name)
             if provider is None:
-                provider = create_provider(entry)
+                provider = self.servers.provider_for(entry) if self.servers is not None else create_provider(entry)
                 self._providers[entry.name] = provider
         return provider
 
@@ -138,7 +196,7 @@ class Engine:
 
             try:
                 asyncio.run_coroutine_threadsafe(_cancel_all(), loop).result(timeout=10)
-            except Exception:  # noqa: BLE001 - best effort at shutdown
+            except Exception:  # noqa: BLE001, S110 - best effort at shutdown
                 pass
             loop.call_soon_threadsafe(loop.stop)
             if self._thread is not None:
@@ -198,11 +256,19 @@ class Engine:
             # than the read (10,000 replayed items: the walk waited on the hops).
             hit = self.cache.get(key)
             if hit is not None:
-                completion = Completion.from_dict(hit)
+                completion = redact_completion(Completion.from_dict(hit))  # stored by an older version?
                 completion.cached = True
                 return completion
             if self.cache.replay_only:
-                raise ProviderError(f"{entry.name}: no cached answer for this request (cache in replay mode)")
+                why = f"; the cache is off: {self.cache.problem}" if self.cache.problem else ""
+                raise ProviderError(f"{entry.name}: no cached answer for this request (cache in replay mode){why}")
+        completion = await self._ask(entry, provider, request)
+        if self.cache is not None:
+            await asyncio.to_thread(self.cache.put, key, completion.to_dict())
+        return completion
+
+    async def _ask(self, entry: ModelEntry, provider: Provider, request: Request) -> Completion:
+        """The provider's answer, retried as the provider decides; a ProviderError otherwise."""
         limits = self._limits_for(entry, provider)
         estimated = len(json.dumps(request.to_dict(), default=str)) // 4 + request.max_tokens
         attempt = 0
@@ -216,23 +282,19 @@ class Engine:
                     usage = completion.usage
                     # the tokens/min window counts what the request really used, once known
                     slot[1] = usage.input_tokens + usage.output_tokens or estimated
-                    break
-                except asyncio.TimeoutError:
+                    return redact_completion(completion)
+                except TimeoutError:
                     error = ProviderError(f"{entry.name}: no answer within {entry.timeout_s:g}s", retryable=True)
                 except ProviderError as exc:
                     error = exc
-                except Exception as exc:  # noqa: BLE001 - a provider bug or setup failure: an error, never a miss
-                    error = ProviderError(f"{entry.name}: {type(exc).__name__}: {exc}")
+                except DistillError as exc:  # a setup problem found late (e.g. a missing package): one line
+                    error = ProviderError(f"{entry.name}: {exc}")
+                # Anything else is a bug in our code: it propagates with its traceback.
             if not error.retryable or attempt >= entry.max_retries:
-                if attempt:
-                    raise ProviderError(f"{error} (after {attempt + 1} attempts)", status=error.status) from None
-                raise error
+                raise redact_error(error, attempt + 1) from None
             attempt += 1
             self.retries += 1
             await self._sleep(self.backoff(attempt, error.retry_after))
-        if self.cache is not None:
-            await asyncio.to_thread(self.cache.put, key, completion.to_dict())
-        return completion
 
     @staticmethod
     def backoff(attempt: int, retry_after: float | None) -> float:

@@ -10,10 +10,16 @@ a small status file beside the log. That file is how anyone, in this process or 
 xdist worker (which only gets a ServerInfo), learns that the server died: providers then
 fail the remaining requests at once with "server exited" and the log tail.
 
-The controller (or a serial run) owns the processes; workers get ServerInfo dicts
-through xdist's workerinput. Servers are stopped at session finish, at unconfigure
-(failed sessions, Ctrl-C), at interpreter exit, and by the kernel when the parent dies
-(PR_SET_PDEATHSIG), so none is left behind.
+What to run is the provider's business: a provider that runs its own server (vLLM)
+implements `ServesItself`, giving a `ServerPlan` (command line, environment, URLs) and
+taking the running server's `ServerInfo`. This module runs any plan the same way. Which
+server serves which model is explicit state: the `ServerPool` the run holds, passed to
+the engine; the controller (or a serial run) owns the processes and xdist workers get a
+pool of ServerInfo built from plain data (`worker_input` / `from_worker_input`).
+
+Servers are stopped at session finish, at unconfigure (failed sessions, Ctrl-C), at
+interpreter exit, and by the kernel when the parent dies (PR_SET_PDEATHSIG), so none is
+left behind. What a server prints goes through core.redact on its way to the log file.
 """
 
 from __future__ import annotations
@@ -24,7 +30,6 @@ import ctypes
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -33,10 +38,12 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Protocol, runtime_checkable
 
+from pytest_distill.core import redact
 from pytest_distill.core.errors import DistillError
-from pytest_distill.models.registry import mask_secret_args
+from pytest_distill.models.base import Provider
+from pytest_distill.models.registry import ModelEntry, create_provider
 
 LOG_TAIL_LINES = 25
 PROGRESS_EVERY_S = 10.0
@@ -60,22 +67,7 @@ def log_tail(path: str | Path, lines: int = LOG_TAIL_LINES, width: int = 400) ->
     # progress bars redraw with \r: keep the last state of each line
     rows = [row.rsplit("\r", 1)[-1] for row in data.splitlines()]
     rows = [row if len(row) <= width else row[: width - 3] + "..." for row in rows if row.strip()]
-    return "\n".join(rows[-lines:])
-
-
-def port_in_use(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    return redact.text("\n".join(rows[-lines:]))  # logs written before a secret was known
 
 
 @dataclass
@@ -120,20 +112,38 @@ class ServerInfo:
         return f"{self.kind} server for '{self.name}' exited ({how}); log {self.log_path}, last lines:\n{tail}"
 
 
-# entry name -> the server it uses in this process (set by the owner, or from workerinput)
-_ATTACHED: dict[str, ServerInfo] = {}
+class ServerPlan(Protocol):
+    """What a provider asks to have run (see models/providers/vllm.py)."""
+
+    kind: str  # "vLLM": for messages
+    command: list[str]
+    env: dict[str, str]
+    base_url: str  # http://HOST:PORT/v1
+    health_url: str  # 200 once it serves
+    log_name: str  # file name of its log, in the run's log folder
+    startup_timeout_s: float
 
 
-def attach(info: ServerInfo) -> None:
-    _ATTACHED[info.name] = info
+@runtime_checkable
+class ServesItself(Protocol):
+    """A provider that can run its own server when its entry names none."""
+
+    def server_plan(self) -> ServerPlan | None:
+        """The server to start, or None when the entry points at one already (base_url)."""
+
+    def use_server(self, server: ServerInfo) -> None:
+        """Send requests to this running server (and tell when it has died)."""
 
 
-def detach(name: str) -> None:
-    _ATTACHED.pop(name, None)
-
-
-def info_for(name: str) -> ServerInfo | None:
-    return _ATTACHED.get(name)
+def _register_secrets(command: list[str], env: dict[str, str]) -> None:
+    """Secrets on the server's command line or in its own environment: redacted from
+    everything the server prints (vLLM echoes its arguments, --api-key included)."""
+    for argument, masked in zip(command, redact.args(command)):
+        if masked != argument and redact.MARKER in masked:
+            redact.register(argument.partition("=")[2] if masked.endswith("=" + redact.MARKER) else argument)
+    for name, value in env.items():
+        if redact.value({name: value}) == {name: redact.MARKER}:
+            redact.register(value)
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
@@ -159,6 +169,13 @@ class ManagedServer:
         self.startup_s: float | None = None
         self._stopping = False
         self._watcher: threading.Thread | None = None
+        self._copier: threading.Thread | None = None
+
+    @classmethod
+    def from_plan(cls, name: str, plan: ServerPlan, log_dir: Path) -> ManagedServer:
+        return cls(name=name, kind=plan.kind, command=list(plan.command), env=dict(plan.env),
+                   base_url=plan.base_url, health_url=plan.health_url, log_path=Path(log_dir) / plan.log_name,
+                   startup_timeout_s=plan.startup_timeout_s)
 
     @property
     def info(self) -> ServerInfo:
@@ -173,17 +190,24 @@ class ManagedServer:
         with contextlib.suppress(FileNotFoundError):
             self.status_path.unlink()
         started = time.monotonic()
-        with self.log_path.open("wb") as log:
-            log.write(("$ " + " ".join(mask_secret_args(self.command)) + "\n").encode())
-            log.flush()
-            try:
-                self.proc = subprocess.Popen(
-                    self.command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    env=self.env, cwd=self.cwd, start_new_session=True, preexec_fn=_die_with_parent,
-                )
-            except OSError as exc:
-                raise ServerStartError(f"cannot start the {self.kind} server for '{self.name}': "
-                                       f"{self.command[0]}: {exc.strerror}") from None
+        _register_secrets(self.command, {k: v for k, v in self.env.items() if os.environ.get(k) != v})
+        log = self.log_path.open("wb")
+        log.write(("$ " + " ".join(redact.args(self.command)) + "\n").encode())
+        log.flush()
+        try:
+            self.proc = subprocess.Popen(
+                self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                env=self.env, cwd=self.cwd, start_new_session=True,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - PDEATHSIG needs it; runs prctl only
+            )
+        except OSError as exc:
+            log.close()
+            raise ServerStartError(f"cannot start the {self.kind} server for '{self.name}': "
+                                   f"{self.command[0]}: {exc.strerror}") from None
+        assert self.proc.stdout is not None
+        self._copier = threading.Thread(target=_copy_redacted, args=(self.proc.stdout, log),
+                                        name=f"distill-log-{self.name}", daemon=True)
+        self._copier.start()
         _LIVE.add(self)
         self._watcher = threading.Thread(target=self._watch, name=f"distill-watch-{self.name}", daemon=True)
         self._watcher.start()
@@ -235,6 +259,8 @@ class ManagedServer:
     def _watch(self) -> None:
         assert self.proc is not None
         code = self.proc.wait()
+        if self._copier is not None:  # the log is complete before anyone is told of the exit
+            self._copier.join(timeout=5)
         with contextlib.suppress(OSError):
             self.status_path.write_text(json.dumps({"returncode": code, "stopped": self._stopping}))
 
@@ -258,7 +284,14 @@ class ManagedServer:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
         _LIVE.discard(self)
-        detach(self.name)
+
+
+def _copy_redacted(source: IO[bytes], log: IO[bytes]) -> None:
+    """The server's output, line by line, into its log with secrets redacted."""
+    with log, source:
+        for line in iter(source.readline, b""):
+            log.write(redact.text(line.decode("utf-8", errors="replace")).encode())
+            log.flush()
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -295,47 +328,64 @@ def _stop_all_at_exit() -> None:
 
 # --- the servers of one pytest session -----------------------------------------
 
-# provider name -> "module:function" building a ManagedServer for an entry that needs one
-MANAGED: dict[str, str] = {"vllm": "pytest_distill.models.providers.vllm:plan_server"}
-
-
 class ServerPool:
-    """The servers one session started (controller side)."""
+    """The managed servers one process uses: entry name -> ServerInfo. In the controller
+    (or a serial run) it also owns the processes it started."""
 
-    def __init__(self) -> None:
-        self.servers: dict[str, ManagedServer] = {}
+    def __init__(self, running: dict[str, ServerInfo] | None = None) -> None:
+        self.servers: dict[str, ManagedServer] = {}  # started here
+        self.running: dict[str, ServerInfo] = dict(running or {})
+
+    def get(self, name: str) -> ServerInfo | None:
+        return self.running.get(name)
+
+    def provider_for(self, entry: ModelEntry) -> Provider:
+        """The entry's provider, attached to its managed server if one runs."""
+        provider = create_provider(entry)
+        info = self.running.get(entry.name)
+        if info is not None and isinstance(provider, ServesItself):
+            provider.use_server(info)
+        return provider
 
     @staticmethod
-    def needs_server(entry: Any) -> bool:
-        return entry.provider in MANAGED and not entry.base_url
+    def plan_for(entry: ModelEntry) -> ServerPlan | None:
+        provider = create_provider(entry)
+        return provider.server_plan() if isinstance(provider, ServesItself) else None
 
-    def start(self, entries: Iterable[Any], log_dir: Path, progress: Callable[[str], None] | None = None) -> None:
-        import importlib
+    def needs_server(self, entry: ModelEntry) -> bool:
+        provider = create_provider(entry)
+        return isinstance(provider, ServesItself) and provider.server_plan() is not None
 
+    def start(self, entries: Iterable[ModelEntry], log_dir: Path, progress: Callable[[str], None] | None = None) -> None:
         try:
             for entry in entries:
-                if not self.needs_server(entry) or entry.name in self.servers:
+                if entry.name in self.running:
                     continue
-                module, _, function = MANAGED[entry.provider].partition(":")
-                server = getattr(importlib.import_module(module), function)(entry, log_dir)
+                plan = self.plan_for(entry)
+                if plan is None:
+                    continue
+                server = ManagedServer.from_plan(entry.name, plan, log_dir)
                 self.servers[entry.name] = server
-                attach(server.start(progress))
+                self.running[entry.name] = server.start(progress)
         except BaseException:
             self.stop()
             raise
 
-    def worker_input(self) -> dict[str, dict[str, Any]]:
-        return {name: s.info.to_dict() for name, s in self.servers.items() if s.proc is not None}
-
     def stop(self) -> None:
-        for server in list(self.servers.values()):
+        for name, server in list(self.servers.items()):
             server.stop()
+            self.running.pop(name, None)
         self.servers.clear()
 
 
-def attach_from_worker_input(data: dict[str, dict[str, Any]] | None) -> None:
-    for value in (data or {}).values():
-        attach(ServerInfo.from_dict(value))
+def worker_input(pool: ServerPool) -> dict[str, dict[str, Any]]:
+    """What an xdist worker needs of the controller's pool, as plain (JSON-able) data."""
+    return {name: info.to_dict() for name, info in pool.running.items()}
+
+
+def from_worker_input(data: dict[str, dict[str, Any]] | None) -> ServerPool:
+    """A worker's pool: the controller's servers, which the worker uses but never stops."""
+    return ServerPool({name: ServerInfo.from_dict(value) for name, value in (data or {}).items()})
 
 
 def process_tree_rss(pid: int) -> int | None:

