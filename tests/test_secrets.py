@@ -105,14 +105,15 @@ def test_a_missing_key_stops_the_run_in_one_line(pytester, monkeypatch, model, v
 
 
 def test_secret_serve_settings_are_masked_in_reports_and_logs():
-    from pytest_distill.models.registry import ModelEntry, mask_secret_args
+    from pytest_distill.core import redact
+    from pytest_distill.models.registry import ModelEntry
 
     entry = ModelEntry(name="m", provider="vllm", model="org/gated", serve_env={"HF_TOKEN": "hf_secret_123"},
                        serve_args=["--api-key", "sk-local-1", "--dtype=float32", "--hf-token=hf_secret_123"])
     shown = repr(entry.public_dict())
     assert "hf_secret_123" not in shown and "sk-local-1" not in shown
     assert entry.public_dict()["serve_env"] == {"HF_TOKEN": "[REDACTED]"}
-    assert mask_secret_args(entry.serve_args) == ["--api-key", "[REDACTED]", "--dtype=float32",
+    assert redact.args(entry.serve_args) == ["--api-key", "[REDACTED]", "--dtype=float32",
                                                   "--hf-token=[REDACTED]"]
 
 

@@ -94,11 +94,6 @@ class ModelEntry:
         return data
 
 
-def mask_secret_args(args: list[str]) -> list[str]:
-    """Command-line arguments with the values of secret options masked (core.redact.args)."""
-    return redact.args(args)
-
-
 def register_secrets(table: dict[str, Any]) -> None:
     """Tell core.redact every secret an entry (a ModelEntry's fields, as a dict) lets us
     know: its key variable's value, credentials in its base_url, secret-named params and

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pytest_distill.core.errors import ConfigError
-from pytest_distill.models.base import Completion, ProviderError, Request
+from pytest_distill.models.base import Completion, ProviderError, Request, WireRequest
 from pytest_distill.models.providers.openai_compatible import OpenAICompatibleProvider
 
 PYTHON_ENV = "DISTILL_VLLM_PYTHON"
@@ -240,7 +240,7 @@ class VLLMProvider(OpenAICompatibleProvider):
             described["base_url"] = self.entry.base_url
         return described
 
-    def build_body(self, request: Request) -> tuple[dict[str, Any], str | None]:
+    def build_body(self, request: Request) -> WireRequest:
         body, mode = super().build_body(request)
         extra = body.get("extra_body")
         if extra and not request.tools and "tool_choice" in extra:
@@ -250,7 +250,7 @@ class VLLMProvider(OpenAICompatibleProvider):
             body["extra_body"] = extra
             if not extra:
                 del body["extra_body"]
-        return body, mode
+        return WireRequest(body, mode)
 
     async def complete(self, request: Request) -> Completion:
         info = self.server
