@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from fakes import SERIAL, XDIST, FakeChatServer, distill_project, numbered_rows
+from helpers.chat_server import SERIAL, XDIST, FakeChatServer, distill_project, numbered_rows
 from pytest_distill.core.baseline import compare_to_baseline, load_baseline
 from pytest_distill.core.errors import ConfigError
 from pytest_distill.core.records import Record

@@ -10,7 +10,7 @@ import sys
 import textwrap
 
 import pytest
-from recorded import LabelResponder, RecordedServer, make_project, suite_answers, table
+from helpers.recorded import LabelResponder, RecordedServer, make_project, suite_answers, table
 
 from pytest_distill.runtime.cache import FILE_NAME, SqliteCache, open_cache
 from pytest_distill.core.errors import ConfigError

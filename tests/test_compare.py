@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from scipy import stats as sps
 
-from fakes import FakeChatServer, distill_project, numbered_rows
+from helpers.chat_server import FakeChatServer, distill_project, numbered_rows
 from pytest_distill.core.compare import (Ranked, compare, cost_ratio_text, example_outcomes, paired_test, route,
                                     route_text)
 from pytest_distill.core.records import MISS, PASS, Record, summarize

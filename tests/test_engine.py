@@ -10,7 +10,7 @@ import asyncio
 import random
 
 import pytest
-from recorded import RecordedServer, reply
+from helpers.recorded import RecordedServer, reply
 
 from pytest_distill.runtime.engine import BACKOFF_CAP_S, Engine, _Limits, request_key
 from pytest_distill.models.base import Completion, Provider, ProviderError, Request, Usage

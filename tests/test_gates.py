@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from fakes import SERIAL, XDIST, FakeChatServer, distill_project, numbered_rows
+from helpers.chat_server import SERIAL, XDIST, FakeChatServer, distill_project, numbered_rows
 from pytest_distill.core.gates import Gate, check_gate, exit_status
 from pytest_distill.core.records import Summary
 

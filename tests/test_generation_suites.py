@@ -9,7 +9,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import ROOT, needs_llama
+from helpers.llama import needs_llama
+from helpers.paths import ROOT
 from pytest_distill.scoring import SCORERS, scorer_name_for
 from pytest_distill.suite import TaskType, load_suite
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fakes import FakeChatServer, distill_project, numbered_rows
+from helpers.chat_server import FakeChatServer, distill_project, numbered_rows
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 

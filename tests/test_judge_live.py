@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import needs_llama
+from helpers.llama import needs_llama
 from pytest_distill.runtime.engine import Engine
 from pytest_distill.models.base import Completion, Request
 from pytest_distill.models.registry import Registry

@@ -11,7 +11,7 @@ from pytest_distill.models.base import OutputConstraint, ProviderError, Request
 from pytest_distill.models.providers.llama_cpp import LlamaCppProvider, resolve_model_path
 from pytest_distill.models.registry import Registry
 
-from conftest import needs_llama
+from helpers.llama import needs_llama
 
 pytestmark = [needs_llama, pytest.mark.slow]
 

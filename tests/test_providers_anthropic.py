@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from recorded import TOOLS, RecordedServer, closed_port_url, reply, run_complete
+from helpers.http_fake import closed_port_url
+from helpers.recorded import TOOLS, RecordedServer, reply, run_complete
 
 from pytest_distill.core.cost import api_cost
 from pytest_distill.core.errors import ConfigError

@@ -9,7 +9,7 @@ import re
 import jsonschema
 import pytest
 
-from fakes import FakeChatServer, distill_project, numbered_rows
+from helpers.chat_server import FakeChatServer, distill_project, numbered_rows
 from pytest_distill.report import html, markdown
 from pytest_distill.report.json_report import REDACTED, SCHEMA_FILE, redact, schema, validate
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from recorded import RecordedServer, make_project, reply
+from helpers.recorded import RecordedServer, make_project, reply
 
 from pytest_distill import plugin
 

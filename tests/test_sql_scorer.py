@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SHARED_DATASETS
+from helpers.paths import ROOT, SHARED_DATASETS
 from pytest_distill.models.base import Completion
 from pytest_distill.scoring.base import ScoringError
 from pytest_distill.scoring.sql import (

@@ -14,8 +14,8 @@ from pytest_distill.models.chat import SYNTHETIC_TOOL_RESULT, render_history_for
 from pytest_distill.scoring.toolcalls import tool_call_equivalence, validation_errors
 from pytest_distill.suite import TaskType, build_request, load_suite
 
-from conftest import ROOT, SHARED_DATASETS
-from suitefiles import write_suite
+from helpers.paths import ROOT, SHARED_DATASETS
+from helpers.suites import write_suite
 
 TOOLS = [{"type": "function", "function": {"name": "toggle_lights", "parameters": {
     "type": "object", "properties": {"room": {"type": "string"}, "state": {"type": "string", "enum": ["on", "off"]}},

@@ -16,8 +16,8 @@ from pytest_distill.models.providers.vllm import VLLMProvider
 from pytest_distill.models.registry import ModelEntry
 from pytest_distill.suite import build_request, load_suite
 
-from conftest import ROOT
-from fakes import FakeChatServer
+from helpers.paths import ROOT
+from helpers.chat_server import FakeChatServer
 
 
 def _entry(url: str = "http://127.0.0.1:9/v1", **fields) -> ModelEntry:

@@ -24,7 +24,7 @@ from pytest_distill.models.base import OutputConstraint, Request
 from pytest_distill.models.registry import ModelEntry
 from pytest_distill.models.providers.vllm import VLLMProvider, check_entry, plan_server
 from pytest_distill.runtime.servers import ServerInfo, _group_alive, log_tail, process_tree_rss
-from suitefiles import summary_row, write_suite
+from helpers.suites import summary_row, write_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_SERVER = ROOT / "benchmarks" / "fake_server.py"

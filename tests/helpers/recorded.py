@@ -1,23 +1,24 @@
 """Recorded API replies, served to the real SDK clients by a real HTTP server on 127.0.0.1.
 
-A local server (rather than respx) because the SDKs send through httpx2, which respx
-does not patch, and because it also serves a pytest run in a subprocess or pytester.
-Fixture files (fixtures/<api>/<name>.json) hold one reply each:
-{"status": 200, "headers": {...}, "body": <the API's JSON> | "text": "<raw body>", "delay_s": 0}.
+Fixture files (tests/fixtures/<api>/<name>.json) hold one reply each, in the format of
+helpers.http_fake: {"status": 200, "headers": {...}, "body": <the API's JSON> | "text":
+"<raw body>", "delay_s": 0}.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import csv
 import json
-import threading
-import time
+import re
+import shutil
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+from helpers.http_fake import FakeHTTPServer, HTTPRequest, Reply
+from helpers.paths import FIXTURES, ROOT
 
 # One tool, in the OpenAI format every provider maps from.
 TOOLS = ({"type": "function", "function": {
@@ -26,92 +27,37 @@ TOOLS = ({"type": "function", "function": {
                    "required": ["room", "state"]}}},)
 
 
-def reply(api: str, name: str) -> dict[str, Any]:
+def reply(api: str, name: str) -> Reply:
     """A fresh copy of a recorded reply (tests may edit it)."""
     return copy.deepcopy(json.loads((FIXTURES / api / f"{name}.json").read_text()))
 
 
-class RecordedServer:
+class RecordedServer(FakeHTTPServer):
     """Serves queued replies in order (the last one repeats), or asks `responder`."""
 
+    thread_name = "recorded-api"
+
     def __init__(self) -> None:
-        self.replies: list[dict[str, Any]] = []
-        self.responder: Callable[[dict[str, Any]], dict[str, Any]] | None = None
-        self.requests: list[dict[str, Any]] = []  # what the SDKs sent: method, path, headers (lower-case), json
-        self._lock = threading.Lock()
-        server = self
+        super().__init__()
+        self.replies: list[Reply] = []
+        self.responder: Callable[[HTTPRequest], Reply] | None = None
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _serve(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                try:
-                    body = json.loads(raw) if raw else None
-                except ValueError:
-                    body = raw.decode(errors="replace")
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                request = {"method": self.command, "path": self.path, "headers": headers, "json": body}
-                with server._lock:
-                    server.requests.append(request)
-                    if server.responder is not None:
-                        answer = server.responder(request)
-                    elif server.replies:
-                        answer = server.replies.pop(0) if len(server.replies) > 1 else server.replies[0]
-                    else:
-                        answer = {"status": 404, "text": "no recorded reply queued"}
-                if answer.get("delay_s"):
-                    time.sleep(answer["delay_s"])
-                if "body" in answer:
-                    payload = json.dumps(answer["body"]).encode()
-                    content_type = "application/json"
-                else:
-                    payload = answer.get("text", "").encode()
-                    content_type = answer.get("content_type", "text/plain")
-                try:
-                    self.send_response(answer.get("status", 200))
-                    headers = {"content-type": content_type, **answer.get("headers", {})}
-                    for key, value in headers.items():
-                        self.send_header(key, str(value))
-                    self.send_header("content-length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (a timeout test)
-
-            do_POST = do_GET = _serve
-
-            def log_message(self, *args: Any) -> None:  # keep test output clean
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def queue(self, *replies: dict[str, Any]) -> None:
+    def queue(self, *replies: Reply) -> None:
         with self._lock:
             self.replies = list(replies)
             self.requests.clear()
 
-    def __enter__(self) -> RecordedServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    def answer(self, request: HTTPRequest) -> Reply:
+        with self._lock:  # responders keep counts; replies pop in order
+            if self.responder is not None:
+                return self.responder(request)
+            if self.replies:
+                return self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+            return {"status": 404, "text": "no recorded reply queued"}
 
 
 def run_complete(provider: Any, request: Any) -> Any:
     """One provider.complete() on a fresh event loop (SDK clients bind to their loop)."""
-    import asyncio
-
     async def go() -> Any:
         try:
             return await provider.complete(request)
@@ -121,24 +67,11 @@ def run_complete(provider: Any, request: Any) -> Any:
     return asyncio.run(go())
 
 
-def closed_port_url() -> str:
-    """A 127.0.0.1 URL nothing listens on: connection refused."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
-
-
 # --- whole runs: a suite answered by the recorded API ----------------------------
-ROOT = FIXTURES.parent
 BANKING77 = ROOT / "suites" / "banking77"
 
 
 def suite_answers(folder: Path = BANKING77) -> dict[str, str]:
-    import csv
-
     with (folder / "test.csv").open(newline="") as fh:
         return {row["question"].strip(): row["answer"].strip() for row in csv.DictReader(fh)}
 
@@ -189,8 +122,6 @@ class LabelResponder:
 
 def make_project(pytester: Any, models_toml: str = "") -> None:
     """banking77 under suites/, a pytest.ini (so the rootdir is the project) and models.toml."""
-    import shutil
-
     shutil.copytree(BANKING77, pytester.path / "suites" / "banking77")
     pytester.makeini("[pytest]\n")
     if models_toml:
@@ -199,8 +130,6 @@ def make_project(pytester: Any, models_toml: str = "") -> None:
 
 def table(lines: list[str]) -> dict[str, dict[str, str]]:
     """The pytest-distill summary table as {model: {column: cell}} (cells are 2+ spaces apart)."""
-    import re
-
     start = next(i for i, line in enumerate(lines) if line.startswith("suite ") and "pass rate" in line)
     header = re.split(r"\s{2,}", lines[start].strip())
     rows = {}
