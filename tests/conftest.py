@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from helpers.llama import HAS_LLAMA_CPP, running_llama_server, served_entry
 
 
@@ -30,8 +31,9 @@ def llama_server(smollm2_path: Path, tmp_path_factory: pytest.TempPathFactory) -
 @pytest.fixture(scope="session")
 def llama_server_tools(smollm2_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The server with --chat_format chatml-function-calling: native tool_calls for "auto"."""
-    with running_llama_server(smollm2_path, tmp_path_factory.mktemp("llama-server-tools"),
-                              "--chat_format", "chatml-function-calling") as url:
+    with running_llama_server(
+        smollm2_path, tmp_path_factory.mktemp("llama-server-tools"), "--chat_format", "chatml-function-calling"
+    ) as url:
         yield url
 
 

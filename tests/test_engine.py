@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import Any, ClassVar
 
 import pytest
-from helpers.recorded import RecordedServer, reply
 
-from pytest_distill.runtime.engine import BACKOFF_CAP_S, Engine, _Limits, request_key
 from pytest_distill.models.base import Completion, Provider, ProviderError, Request, Usage
 from pytest_distill.models.registry import PROVIDERS, ModelEntry, Registry
+from pytest_distill.runtime.engine import BACKOFF_CAP_S, Engine, _Limits, request_key
+
+from helpers.recorded import RecordedServer, reply
 
 
 class FakeProvider(Provider):
@@ -22,7 +24,7 @@ class FakeProvider(Provider):
     raised, a Completion returned, a float awaited (seconds) and then answered."""
 
     max_concurrency = 4
-    script: list = []
+    script: ClassVar[list[Any]] = []
     clock = None
 
     def __init__(self, entry) -> None:

@@ -135,7 +135,7 @@ def test_a_failing_judge_is_an_error_never_a_pass(project, judge, message):
     assert summary_row(result.stdout.str(), "qa", "wrong")[2:6] == ["3", "0", "0", "3"]  # n, pass, miss, err
     records = _records(project)
     assert {r["distill.outcome"] for r in records} == {"error"}
-    assert all(r["distill.output"] == f"not-{row['answer']}" for r, row in zip(records, ROWS))  # the answer is kept
+    assert all(r["distill.output"] == f"not-{row['answer']}" for r, row in zip(records, ROWS, strict=True))  # the answer is kept
 
 
 def test_an_unknown_judge_is_a_usage_error(project):

@@ -68,7 +68,7 @@ def test_prompt_longer_than_the_context_is_a_provider_error():
     entry.n_threads = 1
     small = LlamaCppProvider(entry)
     try:
-        with pytest.raises(ProviderError, match="llama.cpp"):
+        with pytest.raises(ProviderError, match=r"llama\.cpp"):
             _ask(small, "word " * 400)
     finally:
         small.close()

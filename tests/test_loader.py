@@ -8,6 +8,7 @@ import pytest
 
 from pytest_distill.core.errors import SuiteError
 from pytest_distill.suite import TaskType, load_suite
+
 from helpers.suites import TOPIC_ROWS, write_suite
 
 

@@ -79,8 +79,8 @@ def test_api_cost_prices_cached_and_reasoning_tokens():
 
 
 def test_flips_column_only_with_repetitions():
-    from pytest_distill.report.terminal import summary_rows
     from pytest_distill.core.records import Record, summarize
+    from pytest_distill.report.terminal import summary_rows
 
     def rec(example, rep, outcome):
         return Record(suite="s", suite_path="s", model="m", example_id=example, repetition=rep, outcome=outcome)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from helpers.recorded import RecordedServer, make_project, reply
 
 from pytest_distill import plugin
+
+from helpers.recorded import RecordedServer, make_project, reply
 
 # model -> (recorded api, key variable, base_url suffix)
 MODELS = {
@@ -49,7 +52,7 @@ def test_keys_never_appear_in_any_output(pytester, monkeypatch, model):
         args = ["suites/banking77", f"--model={model}", "--limit=3", "-p", "no:randomly", "-v", "-rA",
                 "--junitxml=junit.xml", "--log-level=DEBUG", "--log-file=run.log", "--log-file-level=DEBUG",
                 "--distill-cache=.cache"]
-        if "distill_report" in open(plugin.__file__).read():  # the reports, where this build has them
+        if "distill_report" in Path(plugin.__file__).read_text():  # the reports, where this build has them
             args.append("--distill-report=report")
         result = pytester.runpytest(*args)
         assert any(request["headers"].get(h, "").endswith(key) for request in server.requests

@@ -10,9 +10,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from helpers.chat_server import FakeChatServer
 from helpers.llama import needs_llama, served_entry
 from helpers.paths import ROOT
-from helpers.chat_server import FakeChatServer
 
 SUITES = ("smart-home", "git-assistant")
 

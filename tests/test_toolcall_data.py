@@ -158,7 +158,7 @@ def test_shared_smart_home_loads_its_json_string_answers():
     assert suite.task_type == TaskType.MULTI_TURN_TOOL_CALLING
     raw = [json.loads(line) for line in suite.test_file.read_text().splitlines() if line.strip()]
     assert len(suite.examples) == len(raw)
-    for example, row in zip(suite.examples, raw):
+    for example, row in zip(suite.examples, raw, strict=True):
         assert isinstance(row["answer"], str)  # stored as JSON text
         assert example.answer == json.loads(row["answer"])
 

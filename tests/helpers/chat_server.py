@@ -70,8 +70,9 @@ class FakeChatServer(FakeHTTPServer):
 
     def __init__(self, rows: Iterable[Any] = (), responder: Responder | None = None) -> None:
         super().__init__()
-        self.rows: list[dict[str, Any]] = [r if isinstance(r, dict) else {"question": r[0], "answer": r[1]}
-                                           for r in rows]
+        self.rows: list[dict[str, Any]] = [
+            r if isinstance(r, dict) else {"question": r[0], "answer": r[1]} for r in rows
+        ]
         self.answers: dict[str, tuple[int, str]] = {}
         for index, row in enumerate(self.rows, start=1):
             question, answer = row["question"], row["answer"]
@@ -96,8 +97,15 @@ class FakeChatServer(FakeHTTPServer):
         out = []
         for name, spec in specs.items():
             given = dict(spec) if isinstance(spec, dict) else {"spec": spec}
-            fields = {"provider": "openai-compatible", "model": given.pop("spec"), "base_url": self.url,
-                      "temperature": 0.0, "max_retries": 0, "constraint_style": "none", **given}
+            fields = {
+                "provider": "openai-compatible",
+                "model": given.pop("spec"),
+                "base_url": self.url,
+                "temperature": 0.0,
+                "max_retries": 0,
+                "constraint_style": "none",
+                **given,
+            }
             out.append(f'["{name}"]\n' + "".join(f"{k} = {_toml(v)}\n" for k, v in fields.items()) + "\n")
         return "".join(out)
 
@@ -119,7 +127,10 @@ class FakeChatServer(FakeHTTPServer):
         prompt = sum(len(str(m.get("content") or "")) for m in body.get("messages", [])) // 4 + 1
         completion = len(str(message.get("content") or "")) // 4 + 1
         return 200, {
-            "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": body.get("model", ""),
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body.get("model", ""),
             "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
         }
@@ -148,12 +159,22 @@ class FakeChatServer(FakeHTTPServer):
 
 def numbered_rows(n: int) -> list[dict[str, str]]:
     """n distinct classification rows over the TOPICS labels of helpers/suites.py."""
-    return [{"question": f"{TOPIC_ROWS[i % len(TOPIC_ROWS)][0]} (item {i + 1})",
-             "answer": TOPIC_ROWS[i % len(TOPIC_ROWS)][1]} for i in range(n)]
+    return [
+        {
+            "question": f"{TOPIC_ROWS[i % len(TOPIC_ROWS)][0]} (item {i + 1})",
+            "answer": TOPIC_ROWS[i % len(TOPIC_ROWS)][1],
+        }
+        for i in range(n)
+    ]
 
 
-def distill_project(pytester: Any, server: FakeChatServer, models: dict[str, Any],
-                    suites: dict[str, str | None] | None = None, extra_models: str = "") -> None:
+def distill_project(
+    pytester: Any,
+    server: FakeChatServer,
+    models: dict[str, Any],
+    suites: dict[str, str | None] | None = None,
+    extra_models: str = "",
+) -> None:
     """In a pytester dir: suites/<name> for each suite (its distill.toml text, or None for
     none), all with the server's rows, and a models.toml of NAME = SPEC entries."""
     for name, settings in (suites or {"topics": None}).items():

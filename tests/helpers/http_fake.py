@@ -67,8 +67,12 @@ class FakeHTTPServer:
                     body = json.loads(raw) if raw else None
                 except ValueError:
                     body = raw.decode(errors="replace")
-                request = {"method": self.command, "path": self.path, "json": body,
-                           "headers": {k.lower(): v for k, v in self.headers.items()}}
+                request = {
+                    "method": self.command,
+                    "path": self.path,
+                    "json": body,
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                }
                 with fake._lock:
                     fake.requests.append(request)
                 fake._send(self, fake.answer(request))
@@ -79,8 +83,9 @@ class FakeHTTPServer:
                 pass
 
         self._server = _Server(("127.0.0.1", 0), Handler)
-        thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                  name=self.thread_name, daemon=True)
+        thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=self.thread_name, daemon=True
+        )
         thread.start()
         return self
 

@@ -29,9 +29,27 @@ def running_llama_server(model_path: Path, log_dir: Path, *extra_args: str) -> I
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--model_alias", SERVED_NAME,
-             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", "2", *extra_args],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(model_path),
+                "--model_alias",
+                SERVED_NAME,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_ctx",
+                "4096",
+                "--n_threads",
+                "2",
+                *extra_args,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
     base_url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 120
@@ -63,5 +81,5 @@ def served_entry(base_url: str, name: str = "served", **fields: str) -> str:
         f'[{name}]\nprovider = "openai-compatible"\n'
         f'model = "{SERVED_NAME}"\nbase_url = "{base_url}"\n'
         'temperature = 0.0\nconstraint_style = "json_object_schema"\n'
-        f'max_concurrency = 1\nparams = {{ repeat_penalty = 1.0 }}\n{extra}'
+        f"max_concurrency = 1\nparams = {{ repeat_penalty = 1.0 }}\n{extra}"
     )

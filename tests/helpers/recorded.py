@@ -21,10 +21,20 @@ from helpers.http_fake import FakeHTTPServer, HTTPRequest, Reply
 from helpers.paths import FIXTURES, ROOT
 
 # One tool, in the OpenAI format every provider maps from.
-TOOLS = ({"type": "function", "function": {
-    "name": "set_light", "description": "Switch a light",
-    "parameters": {"type": "object", "properties": {"room": {"type": "string"}, "state": {"type": "string"}},
-                   "required": ["room", "state"]}}},)
+TOOLS = (
+    {
+        "type": "function",
+        "function": {
+            "name": "set_light",
+            "description": "Switch a light",
+            "parameters": {
+                "type": "object",
+                "properties": {"room": {"type": "string"}, "state": {"type": "string"}},
+                "required": ["room", "state"],
+            },
+        },
+    },
+)
 
 
 def reply(api: str, name: str) -> Reply:
@@ -58,6 +68,7 @@ class RecordedServer(FakeHTTPServer):
 
 def run_complete(provider: Any, request: Any) -> Any:
     """One provider.complete() on a fresh event loop (SDK clients bind to their loop)."""
+
     async def go() -> Any:
         try:
             return await provider.complete(request)
@@ -101,8 +112,13 @@ class LabelResponder:
     right label, except on the occurrences listed in `wrong_on` {question: {1, 3}}: the
     same request comes once per repetition, so "the 3rd time" makes an example flip."""
 
-    def __init__(self, api: str, answers: dict[str, str], wrong_on: dict[str, set[int]] | None = None,
-                 error: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        api: str,
+        answers: dict[str, str],
+        wrong_on: dict[str, set[int]] | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> None:
         self.api = api
         self.answers = answers
         self.wrong_on = wrong_on or {}
@@ -133,9 +149,9 @@ def table(lines: list[str]) -> dict[str, dict[str, str]]:
     start = next(i for i, line in enumerate(lines) if line.startswith("suite ") and "pass rate" in line)
     header = re.split(r"\s{2,}", lines[start].strip())
     rows = {}
-    for line in lines[start + 2:]:
+    for line in lines[start + 2 :]:
         if not line.startswith("banking77"):
             break
         cells = re.split(r"\s{2,}", line.strip())
-        rows[cells[1]] = dict(zip(header, cells))
+        rows[cells[1]] = dict(zip(header, cells, strict=False))  # a short row leaves trailing columns out
     return rows
