@@ -1,12 +1,14 @@
 """The package's own import graph, computed from the source: no cycle, and imports point down.
 
 Every `import` and `from ... import` of a pytest_distill module counts, wherever it is: at
-the top, inside a function (a lazy import is still a dependency) and under TYPE_CHECKING.
+the top, inside a function (a lazy import is still a dependency) and under TYPE_CHECKING;
+so does a "pytest_distill.module:name" string that is imported by name later.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +18,9 @@ import pytest_distill
 
 PACKAGE = "pytest_distill"
 SOURCE = Path(pytest_distill.__file__).resolve().parent
+# A module named in a string ("pytest_distill.models.providers.vllm:VLLMProvider") for
+# importlib: a dependency like any other, only later.
+DYNAMIC = re.compile(rf"{PACKAGE}(\.\w+)+(:\w+)?")
 
 
 def _modules(source: Path = SOURCE) -> dict[str, Path]:
@@ -42,6 +47,8 @@ def _imported(name: str, path: Path, known: set[str]) -> Iterator[str]:
                 base = node.module or ""
             # `from pkg import sub` imports the module pkg.sub; `from mod import func` imports mod.
             targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and DYNAMIC.fullmatch(node.value):
+            targets = [node.value.partition(":")[0]]  # "pkg.module:attr", imported later by name
         else:
             continue
         for target in targets:
@@ -160,10 +167,12 @@ def test_imports_are_resolved_wherever_they_are(tmp_path):
         "from typing import TYPE_CHECKING\n"
         "if TYPE_CHECKING:\n    from ..top import thing\n"
         "def f():\n    import pytest_distill.other\n"
+        'LATER = {"x": "pytest_distill.late:Thing"}\n'
     )
+    (package / "late.py").write_text("")
     graph = import_graph(package)
     assert graph[f"{PACKAGE}.sub"] == {f"{PACKAGE}.sub.leaf"}
-    assert graph[f"{PACKAGE}.sub.leaf"] == {f"{PACKAGE}.top", f"{PACKAGE}.other"}
+    assert graph[f"{PACKAGE}.sub.leaf"] == {f"{PACKAGE}.top", f"{PACKAGE}.other", f"{PACKAGE}.late"}
 
 
 def test_no_import_cycle():
