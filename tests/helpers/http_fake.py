@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 Reply = dict[str, Any]
 HTTPRequest = dict[str, Any]
@@ -54,7 +54,7 @@ class FakeHTTPServer:
         raise NotImplementedError
 
     # --- lifecycle -----------------------------------------------------------
-    def start(self) -> FakeHTTPServer:
+    def start(self) -> Self:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -95,7 +95,7 @@ class FakeHTTPServer:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> Any:  # Any: `with Sub() as s` gives the subclass
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
