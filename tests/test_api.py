@@ -12,8 +12,8 @@ import pytest
 from pytest_distill import Completion, ToolCall, assert_tool_call_equivalent
 from pytest_distill.plugin.api import ToolCallMismatch
 
-from fakes import FakeChatServer
-from suitefiles import summary_row, write_suite
+from helpers.chat_server import FakeChatServer
+from helpers.suites import summary_row, write_suite
 
 TOOLS = [{"type": "function", "function": {"name": "toggle_lights", "parameters": {
     "type": "object",

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from fakes import SERIAL, XDIST, FakeChatServer, distill_project, numbered_rows
 from pytest_distill.core.baseline import compare_to_baseline, load_baseline
 from pytest_distill.core.errors import ConfigError
 from pytest_distill.core.records import Record
 
+from helpers.chat_server import SERIAL, XDIST, FakeChatServer, distill_project, numbered_rows
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_errors_are_not_newly_failing():
     assert delta.newly_failing == [] and delta.rate == 1.0 and delta.baseline_rate == 1.0
 
 
-@pytest.mark.parametrize("content,message", [
+@pytest.mark.parametrize(("content", "message"), [
     (None, "cannot read"),
     ("{not json", "not JSON"),
     ('{"hello": 1}', "not a pytest-distill results.json"),

@@ -10,11 +10,12 @@ import sys
 import textwrap
 
 import pytest
-from recorded import LabelResponder, RecordedServer, make_project, suite_answers, table
 
 from pytest_distill.core.errors import ConfigError
 from pytest_distill.models.base import Completion, Usage
 from pytest_distill.runtime.cache import FILE_NAME, SqliteCache, open_cache
+
+from helpers.recorded import LabelResponder, RecordedServer, make_project, suite_answers, table
 
 ANSWER = Completion(text="card_arrival", usage=Usage(input_tokens=12, output_tokens=3), latency_s=0.4).to_dict()
 

@@ -5,10 +5,18 @@ from __future__ import annotations
 import pytest
 from scipy import stats as sps
 
-from fakes import FakeChatServer, distill_project, numbered_rows
-from pytest_distill.core.compare import (Ranked, compare, cost_ratio_text, example_outcomes, paired_test, route,
-                                    route_text)
+from pytest_distill.core.compare import (
+    Ranked,
+    compare,
+    cost_ratio_text,
+    example_outcomes,
+    paired_test,
+    route,
+    route_text,
+)
 from pytest_distill.core.records import MISS, PASS, Record, summarize
+
+from helpers.chat_server import FakeChatServer, distill_project, numbered_rows
 
 
 def records(model: str, outcomes: str, suite: str = "s", repetition: int = 1) -> list[Record]:
@@ -78,7 +86,7 @@ def test_models_without_cost_are_not_routed_to():
     assert route([Ranked("a", 1, 0.9, 0.0), Ranked("b", 2, 0.9, 0.0)], 1.0) is None
 
 
-@pytest.mark.parametrize("ratio,text", [(1 / 120, "1/120 of the cost"), (0.5, "1/2 of the cost"),
+@pytest.mark.parametrize(("ratio", "text"), [(1 / 120, "1/120 of the cost"), (0.5, "1/2 of the cost"),
                                         (0.8, "80% of the cost"), (1.0, "100% of the cost"),
                                         (3.0, "3.0x the cost"), (0.0, "free"), (None, "cost of the best unknown")])
 def test_cost_ratio_text(ratio, text):

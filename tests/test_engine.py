@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
-from recorded import RecordedServer, reply
 
 from pytest_distill.core import redact
 from pytest_distill.core.errors import ConfigError
@@ -26,13 +25,15 @@ from pytest_distill.models.base import (
 from pytest_distill.models.registry import PROVIDERS, ModelEntry, Registry
 from pytest_distill.runtime.engine import BACKOFF_CAP_S, Engine, _Limits, request_key
 
+from helpers.recorded import RecordedServer, reply
+
 
 class FakeProvider(Provider):
     """Plays a script: each call takes the next item (the last repeats). An exception is
     raised, a Completion returned, a float awaited (seconds) and then answered."""
 
     max_concurrency = 4
-    script: ClassVar[list] = []
+    script: ClassVar[list[Any]] = []
     clock = None
 
     def __init__(self, entry) -> None:

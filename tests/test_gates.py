@@ -7,10 +7,10 @@ from dataclasses import replace
 
 import pytest
 
-from fakes import SERIAL, XDIST, FakeChatServer, distill_project, numbered_rows
 from pytest_distill.core.gates import Gate, check_gate, exit_status
 from pytest_distill.core.records import Summary
 
+from helpers.chat_server import SERIAL, XDIST, FakeChatServer, distill_project, numbered_rows
 
 
 @pytest.fixture(scope="module")

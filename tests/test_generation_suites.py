@@ -9,9 +9,11 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import ROOT, needs_llama
 from pytest_distill.scoring import SCORERS, scorer_name_for
 from pytest_distill.suite import TaskType, load_suite
+
+from helpers.llama import needs_llama
+from helpers.paths import ROOT
 
 SUITES = {
     # name: (rows, task type, scorer, also)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fakes import FakeChatServer, distill_project, numbered_rows
+from helpers.chat_server import FakeChatServer, distill_project, numbered_rows
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 
@@ -30,7 +30,7 @@ def driver(tmp_path):
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in FLAGS + [f"--user-data-dir={tmp_path / 'profile'}"]:
+    for flag in [*FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]:
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)

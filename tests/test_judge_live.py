@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import needs_llama
-from pytest_distill.runtime.engine import Engine
 from pytest_distill.models.base import Completion, Request
 from pytest_distill.models.registry import Registry
+from pytest_distill.runtime.engine import Engine
 from pytest_distill.scoring.judge import REASON_MAX_CHARS, VERDICTS, Judge, JudgeError, grader_talk
+
+from helpers.llama import needs_llama
 
 pytestmark = [needs_llama, pytest.mark.slow]
 
@@ -58,7 +59,7 @@ def test_embedded_judge_gives_a_structured_verdict(engine, embedded):
     assert outcome.verdict.label in VERDICTS
     assert len(outcome.verdict.reason) <= REASON_MAX_CHARS
     assert outcome.input_tokens > 100 and outcome.output_tokens > 0
-    assert outcome.cost_usd is None or outcome.cost_usd == 0.0
+    assert outcome.cost_usd is None  # a self-hosted judge has no token price: unknown, never $0
     (completion,) = ask.completions
     assert completion.constrained == "json_schema"
     assert ask.requests[0].temperature == 0.0
@@ -88,7 +89,7 @@ def test_without_the_guard_an_injection_cannot_change_the_reply_format(engine, e
 def test_a_cut_off_verdict_is_retried_then_an_error(engine, embedded):
     ask = Recording(engine, embedded)
     judge = Judge(ask, name="smollm2-135m", max_tokens=4)  # too few tokens for the JSON object
-    with pytest.raises(JudgeError, match="no readable verdict in 3 attempts.*cut off at max_tokens"):
+    with pytest.raises(JudgeError, match=r"no readable verdict in 3 attempts.*cut off at max_tokens"):
         judge.grade(question=QUESTION, reference=REFERENCE, candidate="Rotterdam")
     assert len(ask.requests) == 3
     assert all(c.finish_reason == "length" for c in ask.completions)

@@ -9,8 +9,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from fakes import FakeChatServer
-from suitefiles import summary_row, write_suite
+from helpers.chat_server import FakeChatServer
+from helpers.suites import summary_row, write_suite
 
 ROWS = [
     {"question": "Where was Guido van Rossum born?", "answer": "Haarlem"},
@@ -81,7 +81,7 @@ def test_judge_option_grades_and_records_verdicts(project, server):
     assert judge["verdict"] == "bad" and judge["model"] == "judge-bad" and judge["by"] == "model"
     assert judge["input_tokens"] > 0 and judge["attempts"] == 1
     # the judge was asked at temperature 0 with the suite's instructions and the fenced candidate
-    asked = [b for b in server.requests if b["model"] == "judge-bad"]
+    asked = [b for b in server.bodies if b["model"] == "judge-bad"]
     assert len(asked) == 3 and all(b["temperature"] == 0.0 for b in asked)
     assert "Good if it names the same entity" in asked[0]["messages"][0]["content"]
     assert "<<<BEGIN CANDIDATE" in asked[0]["messages"][1]["content"]
@@ -100,7 +100,7 @@ def test_also_scorers_are_recorded_but_do_not_gate(project):
 def test_identical_answers_skip_the_judge(project, server):
     result = project.runpytest("suites", "--model=right", "--judge=judge-bad")
     result.assert_outcomes(passed=3)
-    assert not [b for b in server.requests if b["model"] == "judge-bad"]
+    assert not [b for b in server.bodies if b["model"] == "judge-bad"]
     result.stdout.fnmatch_lines(["judge qa x right: 3 verdict(s) by judge-bad: 3 good, 0 bad (3 without a model call)*"])
 
 
@@ -135,7 +135,7 @@ def test_a_failing_judge_is_an_error_never_a_pass(project, judge, message):
     assert summary_row(result.stdout.str(), "qa", "wrong")[2:6] == ["3", "0", "0", "3"]  # n, pass, miss, err
     records = _records(project)
     assert {r["distill.outcome"] for r in records} == {"error"}
-    assert all(r["distill.output"] == f"not-{row['answer']}" for r, row in zip(records, ROWS))  # the answer is kept
+    assert all(r["distill.output"] == f"not-{row['answer']}" for r, row in zip(records, ROWS, strict=True))  # the answer is kept
 
 
 def test_an_unknown_judge_is_a_usage_error(project):

@@ -10,9 +10,9 @@ import os
 import pytest
 
 from pytest_distill.core.cost import api_cost
-from pytest_distill.runtime.engine import Engine
 from pytest_distill.models.base import OutputConstraint, Request
 from pytest_distill.models.registry import Registry
+from pytest_distill.runtime.engine import Engine
 
 # the cheapest model of each provider, and the variables its SDK reads
 CASES = [

@@ -11,7 +11,7 @@ from pytest_distill.models.base import OutputConstraint, ProviderError, Request
 from pytest_distill.models.providers.llama_cpp import LlamaCppProvider, resolve_model_path
 from pytest_distill.models.registry import Registry
 
-from conftest import needs_llama
+from helpers.llama import needs_llama
 
 pytestmark = [needs_llama, pytest.mark.slow]
 
@@ -68,7 +68,7 @@ def test_prompt_longer_than_the_context_is_a_provider_error():
     entry.n_threads = 1
     small = LlamaCppProvider(entry)
     try:
-        with pytest.raises(ProviderError, match="llama.cpp"):
+        with pytest.raises(ProviderError, match=r"llama\.cpp"):
             _ask(small, "word " * 400)
     finally:
         small.close()

@@ -8,7 +8,8 @@ import pytest
 
 from pytest_distill.core.errors import SuiteError
 from pytest_distill.suite import TaskType, load_suite
-from suitefiles import TOPIC_ROWS, write_suite
+
+from helpers.suites import TOPIC_ROWS, write_suite
 
 
 def test_jsonl_classification(tmp_path):

@@ -7,8 +7,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import free_port, needs_llama
-from suitefiles import summary_row, write_suite
+from helpers.http_fake import free_port
+from helpers.llama import needs_llama
+from helpers.suites import summary_row, write_suite
 
 
 def test_ids_are_stable_readable_and_selectable(pytester):

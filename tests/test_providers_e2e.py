@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
-from conftest import needs_llama
-from recorded import LabelResponder, RecordedServer, make_project, suite_answers, table
+from helpers.llama import needs_llama
+from helpers.recorded import LabelResponder, RecordedServer, make_project, suite_answers, table
 
 
 @needs_llama

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from recorded import TOOLS, RecordedServer, closed_port_url, reply, run_complete
 
 from pytest_distill.core.cost import api_cost
 from pytest_distill.core.errors import ConfigError
@@ -16,6 +15,9 @@ from pytest_distill.models.base import (
     ToolCall,
 )
 from pytest_distill.models.registry import Registry, create_provider
+
+from helpers.http_fake import closed_port_url
+from helpers.recorded import TOOLS, RecordedServer, reply, run_complete
 
 KEY = "sk-test-openai-0123456789"
 XKEY = "xai-test-0123456789"
@@ -121,36 +123,6 @@ def test_content_filter(server):
     completion = run_complete(create_provider(entry("gpt-5-nano", server)), classify_request())
     assert completion.finish_reason == "content_filter"
     assert completion.text == ""
-
-
-@pytest.mark.parametrize(("fixture", "status", "retryable", "retry_after", "words"), [
-    ("rate_limit", 429, True, 2.0, "Rate limit reached for gpt-5-nano"),
-    ("server_error", 500, True, None, "The server had an error"),
-    ("invalid_key", 401, False, None, "Incorrect API key provided"),
-    ("malformed", None, False, None, "malformed reply"),
-])
-def test_errors(server, fixture, status, retryable, retry_after, words):
-    server.queue(reply("openai", fixture))
-    with pytest.raises(ProviderError) as info:
-        run_complete(create_provider(entry("gpt-5-nano", server)), classify_request())
-    error = info.value
-    assert (error.status, error.retryable, error.retry_after) == (status, retryable, retry_after)
-    assert words in str(error) and str(error).startswith("gpt-5-nano: ")
-
-
-def test_timeout_is_retryable(server):
-    server.queue(reply("openai", "timeout"))  # answers after 3 s
-    with pytest.raises(ProviderError) as info:
-        run_complete(create_provider(entry("gpt-5-nano", server, timeout_s=0.5)), classify_request())
-    assert info.value.retryable and "timed out" in str(info.value)
-
-
-def test_connection_error_is_retryable():
-    e = Registry().get("gpt-5-nano")
-    e.base_url = closed_port_url() + "/v1"
-    with pytest.raises(ProviderError) as info:
-        run_complete(create_provider(e), classify_request())
-    assert info.value.retryable and "connection error" in str(info.value)
 
 
 # --- xAI ------------------------------------------------------------------------

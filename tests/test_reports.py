@@ -9,9 +9,10 @@ import re
 import jsonschema
 import pytest
 
-from fakes import FakeChatServer, distill_project, numbered_rows
 from pytest_distill.report import html, markdown
 from pytest_distill.report.json_report import REDACTED, SCHEMA_FILE, redact, schema, validate
+
+from helpers.chat_server import FakeChatServer, distill_project, numbered_rows
 
 GATED = "[gate]\nmin_pass_rate = 0.5\n"
 # Fields that measure time: they differ between any two runs.

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from recorded import RecordedServer, make_project, reply
+
+from helpers.recorded import RecordedServer, make_project, reply
 
 # model -> (recorded api, key variable, base_url suffix)
 MODELS = {

@@ -8,7 +8,7 @@ import pytest
 
 from pytest_distill.suite import TaskType, load_suite
 
-from conftest import SHARED_DATASETS
+from helpers.paths import SHARED_DATASETS
 
 pytestmark = pytest.mark.skipif(not SHARED_DATASETS.is_dir(), reason=f"{SHARED_DATASETS} is absent")
 

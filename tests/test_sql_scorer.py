@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SHARED_DATASETS
 from pytest_distill.models.base import Completion
 from pytest_distill.scoring.base import ScoringError
 from pytest_distill.scoring.sql import (
@@ -21,6 +20,8 @@ from pytest_distill.scoring.sql import (
     score_sql_execution,
 )
 from pytest_distill.suite import TaskType, load_suite
+
+from helpers.paths import ROOT, SHARED_DATASETS
 
 SHOP = """Schema:
 CREATE TABLE vendors (
@@ -216,5 +217,12 @@ def test_project_text2sql_suite():
     _check_dataset(ROOT / "suites" / "text2sql")
 
 
-def test_several_databases():
-    assert len(DATABASES) >= 2 and len({seed for seed, _ in DATABASES}) == len(DATABASES)
+def test_every_generated_database_is_compared():
+    # A prediction that agrees with the reference on the smallest database (LIMIT returns all
+    # of its rows) but not on the larger ones: only comparing on every database catches it.
+    itself = execution_match(SHOP, "SELECT id FROM products", "SELECT id FROM products")
+    assert itself.passed and itself.details["databases"] == len(DATABASES) >= 2
+    sizes = itself.details["reference_rows"]
+    assert len(set(sizes)) == len(sizes), f"the databases must differ in size: {sizes}"
+    score = execution_match(SHOP, "SELECT id FROM products", f"SELECT id FROM products LIMIT {min(sizes)}")
+    assert not score.passed, score.explanation

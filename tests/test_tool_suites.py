@@ -10,8 +10,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import ROOT, needs_llama, served_entry
-from fakes import FakeChatServer
+from helpers.chat_server import FakeChatServer
+from helpers.llama import needs_llama, served_entry
+from helpers.paths import ROOT
 
 SUITES = ("smart-home", "git-assistant")
 
@@ -136,7 +137,7 @@ def test_multi_turn_history_reaches_a_server_as_a_valid_conversation(pytester):
     with FakeChatServer(responder=responder) as server:
         pytester.makefile(".toml", models=server.models_toml(fake="fake"))
         result = pytester.runpytest("suites/smart-home", "--model=fake", "--limit=20", "-p", "no:cacheprovider")
-        requests = list(server.requests)
+        requests = server.bodies
     outcomes = result.parseoutcomes()
     assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 20 and "errors" not in outcomes
     assert len(requests) == 20

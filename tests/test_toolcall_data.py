@@ -14,8 +14,8 @@ from pytest_distill.models.chat import SYNTHETIC_TOOL_RESULT, render_history_for
 from pytest_distill.scoring.toolcalls import tool_call_equivalence, validation_errors
 from pytest_distill.suite import TaskType, build_request, load_suite
 
-from conftest import ROOT, SHARED_DATASETS
-from suitefiles import write_suite
+from helpers.paths import ROOT, SHARED_DATASETS
+from helpers.suites import write_suite
 
 TOOLS = [{"type": "function", "function": {"name": "toggle_lights", "parameters": {
     "type": "object", "properties": {"room": {"type": "string"}, "state": {"type": "string", "enum": ["on", "off"]}},
@@ -158,7 +158,7 @@ def test_shared_smart_home_loads_its_json_string_answers():
     assert suite.task_type == TaskType.MULTI_TURN_TOOL_CALLING
     raw = [json.loads(line) for line in suite.test_file.read_text().splitlines() if line.strip()]
     assert len(suite.examples) == len(raw)
-    for example, row in zip(suite.examples, raw):
+    for example, row in zip(suite.examples, raw, strict=True):
         assert isinstance(row["answer"], str)  # stored as JSON text
         assert example.answer == json.loads(row["answer"])
 

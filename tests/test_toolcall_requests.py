@@ -10,14 +10,14 @@ import pytest
 
 from pytest_distill.core.errors import ConfigError
 from pytest_distill.models.chat import tool_call_from_json, tool_call_schema, tools_as_json_schema
-from pytest_distill.runtime.engine import request_key
 from pytest_distill.models.providers.openai_compatible import OpenAICompatibleProvider
 from pytest_distill.models.providers.vllm import VLLMProvider
 from pytest_distill.models.registry import ModelEntry
+from pytest_distill.runtime.engine import request_key
 from pytest_distill.suite import build_request, load_suite
 
-from conftest import ROOT
-from fakes import FakeChatServer
+from helpers.chat_server import FakeChatServer
+from helpers.paths import ROOT
 
 
 def _entry(url: str = "http://127.0.0.1:9/v1", **fields) -> ModelEntry:
@@ -35,7 +35,7 @@ def multi_turn_request():
 def test_native_tools_go_in_the_tools_field_with_synthetic_results(multi_turn_request):
     body, mode = OpenAICompatibleProvider(_entry()).build_body(multi_turn_request)
     assert mode == "native_tools"
-    assert body["tool_choice"] == "auto" and [t["function"]["name"] for t in body["tools"]][0] == "toggle_lights"
+    assert body["tool_choice"] == "auto" and next(t["function"]["name"] for t in body["tools"]) == "toggle_lights"
     roles = [m["role"] for m in body["messages"]]
     assert roles[0] == "system" and roles[-1] == "user" and "tool" in roles
     assert "response_format" not in body

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import pytest
-from suitefiles import summary_row, write_suite
 
 from pytest_distill.core.errors import ConfigError
 from pytest_distill.models.base import OutputConstraint, Request
@@ -32,6 +31,8 @@ from pytest_distill.runtime.servers import (
     log_tail,
     process_tree_rss,
 )
+
+from helpers.suites import summary_row, write_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_SERVER = ROOT / "benchmarks" / "fake_server.py"
@@ -159,7 +160,7 @@ def test_describe_leaves_out_the_port_so_cache_keys_survive_restarts(model_dir):
 
 
 def test_missing_model_folder_is_one_line(fake_python, tmp_path):
-    with pytest.raises(ConfigError, match="model folder not found: .*nowhere"):
+    with pytest.raises(ConfigError, match=r"model folder not found: .*nowhere"):
         check_entry(_entry(tmp_path / "nowhere", fake_python))
 
 
@@ -173,7 +174,7 @@ def test_port_in_use_is_one_line(model_dir, fake_python):
 
 
 def test_missing_interpreter_or_vllm_is_one_line(model_dir, tmp_path):
-    with pytest.raises(ConfigError, match="interpreter .* does not exist"):
+    with pytest.raises(ConfigError, match=r"interpreter .* does not exist"):
         check_entry(_entry(model_dir, tmp_path / "no-python"))
     with pytest.raises(ConfigError, match="vLLM is not installed for"):
         check_entry(_entry(model_dir, Path(sys.executable)))
@@ -220,7 +221,7 @@ def test_plugin_under_xdist_starts_one_server_and_hands_it_to_workers(pytester, 
     assert all(_gone(p) for p in _pids(pidfile))
 
 
-@pytest.mark.parametrize("mode, message", [
+@pytest.mark.parametrize(("mode", "message"), [
     ("reject", "exited with code 2 during start-up"),
     ("crash", "exited with code 1 during start-up"),
     ("hang", "did not become healthy"),

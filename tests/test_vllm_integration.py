@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_distill.runtime.scripts.convert import default_output, is_converted
 from pytest_distill.models.providers.vllm import has_vllm
+from pytest_distill.runtime.scripts.convert import default_output, is_converted
 from pytest_distill.runtime.servers import _group_alive
 
 ROOT = Path(__file__).resolve().parent.parent

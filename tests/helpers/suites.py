@@ -25,12 +25,22 @@ TOPIC_ROWS = [
 ]
 
 
-def write_suite(folder: Path, *, job: dict[str, Any] | None = None, rows: list[dict[str, Any]] | None = None,
-                fmt: str = "jsonl", config: str | None = "base:\n  task: classification\n",
-                settings: str | None = None, raw_test: bytes | str | None = None) -> Path:
+def write_suite(
+    folder: Path,
+    *,
+    job: dict[str, Any] | None = None,
+    rows: list[dict[str, Any]] | None = None,
+    fmt: str = "jsonl",
+    config: str | None = "base:\n  task: classification\n",
+    settings: str | None = None,
+    raw_test: bytes | str | None = None,
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    job = job if job is not None else {"task_description": "Classify the topic of the text.",
-                                       "classes_description": TOPICS}
+    job = (
+        job
+        if job is not None
+        else {"task_description": "Classify the topic of the text.", "classes_description": TOPICS}
+    )
     (folder / "job_description.json").write_text(json.dumps(job, indent=2))
     if config is not None:
         (folder / "config.yaml").write_text(config)

@@ -25,12 +25,13 @@ a str is the reply text, a dict the whole `message`, a tuple a raw HTTP answer.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+
+from helpers.http_fake import FakeHTTPServer, HTTPRequest, Reply
+from helpers.suites import TOPIC_ROWS, write_suite
 
 Responder = Callable[[dict[str, Any]], Any]
 
@@ -64,75 +65,31 @@ def _rows_of(spec: str) -> set[int] | None:
     return {int(x) for x in listed.split(",") if x.strip()} if listed else None
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # a run opens a burst of concurrent connections at once
+class FakeChatServer(FakeHTTPServer):
+    thread_name = "fake-chat"
 
-
-class FakeChatServer:
     def __init__(self, rows: Iterable[Any] = (), responder: Responder | None = None) -> None:
-        self.rows: list[dict[str, Any]] = [r if isinstance(r, dict) else {"question": r[0], "answer": r[1]}
-                                           for r in rows]
+        super().__init__()
+        self.rows: list[dict[str, Any]] = [
+            r if isinstance(r, dict) else {"question": r[0], "answer": r[1]} for r in rows
+        ]
         self.answers: dict[str, tuple[int, str]] = {}
         for index, row in enumerate(self.rows, start=1):
             question, answer = row["question"], row["answer"]
             # The loader may strip surrounding whitespace; match on the stripped text.
             self.answers[str(question).strip()] = (index, str(answer))
         self.responder = responder
-        self.requests: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # --- lifecycle -----------------------------------------------------------
-    def start(self) -> FakeChatServer:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                length = int(self.headers.get("content-length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
-                status, payload = fake.handle(self.path, body)
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:  # noqa: N802 - /v1/models, for readiness checks
-                data = json.dumps({"object": "list", "data": []}).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:  # keep test output clean
-                pass
-
-        Handler.protocol_version = "HTTP/1.1"  # keep-alive: the SDK reuses connections
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-chat", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeChatServer:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
-        assert self._server is not None, "start() the server first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        """The OpenAI-compatible base URL (with /v1)."""
+        return f"{self.origin}/v1"
+
+    @property
+    def bodies(self) -> list[dict[str, Any]]:
+        """The JSON bodies of the chat requests received, in order."""
+        with self._lock:
+            return [r["json"] for r in self.requests if r["method"] == "POST"]
 
     def models_toml(self, **specs: str | dict[str, Any]) -> str:
         """models.toml entries NAME = SPEC, all served by this server. A dict spec gives more
@@ -140,15 +97,26 @@ class FakeChatServer:
         out = []
         for name, spec in specs.items():
             given = dict(spec) if isinstance(spec, dict) else {"spec": spec}
-            fields = {"provider": "openai-compatible", "model": given.pop("spec"), "base_url": self.url,
-                      "temperature": 0.0, "max_retries": 0, "constraint_style": "none", **given}
+            fields = {
+                "provider": "openai-compatible",
+                "model": given.pop("spec"),
+                "base_url": self.url,
+                "temperature": 0.0,
+                "max_retries": 0,
+                "constraint_style": "none",
+                **given,
+            }
             out.append(f'["{name}"]\n' + "".join(f"{k} = {_toml(v)}\n" for k, v in fields.items()) + "\n")
         return "".join(out)
 
     # --- answering -----------------------------------------------------------
+    def answer(self, request: HTTPRequest) -> Reply:
+        if request["method"] == "GET":  # /v1/models, for readiness checks
+            return {"status": 200, "body": {"object": "list", "data": []}}
+        status, payload = self.handle(request["path"], request["json"] or {})
+        return {"status": status, "body": payload}
+
     def handle(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        with self._lock:
-            self.requests.append(body)
         if not path.rstrip("/").endswith("/chat/completions"):
             return 404, {"error": {"message": f"no route {path}"}}
         reply = self.responder(body) if self.responder else self._by_spec(body)
@@ -159,7 +127,10 @@ class FakeChatServer:
         prompt = sum(len(str(m.get("content") or "")) for m in body.get("messages", [])) // 4 + 1
         completion = len(str(message.get("content") or "")) // 4 + 1
         return 200, {
-            "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": body.get("model", ""),
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body.get("model", ""),
             "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
         }
@@ -187,19 +158,25 @@ class FakeChatServer:
 
 
 def numbered_rows(n: int) -> list[dict[str, str]]:
-    """n distinct classification rows over the TOPICS labels of tests/suitefiles.py."""
-    from suitefiles import TOPIC_ROWS
+    """n distinct classification rows over the TOPICS labels of helpers/suites.py."""
+    return [
+        {
+            "question": f"{TOPIC_ROWS[i % len(TOPIC_ROWS)][0]} (item {i + 1})",
+            "answer": TOPIC_ROWS[i % len(TOPIC_ROWS)][1],
+        }
+        for i in range(n)
+    ]
 
-    return [{"question": f"{TOPIC_ROWS[i % len(TOPIC_ROWS)][0]} (item {i + 1})",
-             "answer": TOPIC_ROWS[i % len(TOPIC_ROWS)][1]} for i in range(n)]
 
-
-def distill_project(pytester: Any, server: FakeChatServer, models: dict[str, Any],
-                    suites: dict[str, str | None] | None = None, extra_models: str = "") -> None:
+def distill_project(
+    pytester: Any,
+    server: FakeChatServer,
+    models: dict[str, Any],
+    suites: dict[str, str | None] | None = None,
+    extra_models: str = "",
+) -> None:
     """In a pytester dir: suites/<name> for each suite (its distill.toml text, or None for
     none), all with the server's rows, and a models.toml of NAME = SPEC entries."""
-    from suitefiles import write_suite
-
     for name, settings in (suites or {"topics": None}).items():
         write_suite(pytester.path / "suites" / name, rows=server.rows, settings=settings)
     pytester.makefile(".toml", models=server.models_toml(**models) + extra_models)
