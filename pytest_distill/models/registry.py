@@ -113,7 +113,8 @@ _FIELDS = {f.name for f in dataclasses.fields(ModelEntry)}
 
 
 def _load_file(path: Path) -> dict[str, dict[str, Any]]:
-    from pytest_distill.suite.validate import check_models_entry  # here: suite/ imports models' PROVIDERS
+    # imported here: suite/validate.py reads PROVIDERS from this module
+    from pytest_distill.suite.validate import check_models_entry
 
     try:
         with path.open("rb") as fh:

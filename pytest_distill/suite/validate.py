@@ -101,7 +101,7 @@ def json_line(text: str, parts: list[Any]) -> int | None:
     ws = re.compile(r"\s*")
 
     def skip(pos: int) -> int:
-        return ws.match(text, pos).end()
+        return ws.match(text, pos).end()  # type: ignore[union-attr]  # \s* always matches
 
     def walk(pos: int, rest: list[Any], line: int) -> int:
         pos = skip(pos)
@@ -112,7 +112,7 @@ def json_line(text: str, parts: list[Any]) -> int | None:
             pos = skip(pos + 1)
             while pos < len(text) and text[pos] == '"':
                 key_pos = pos
-                key, pos = json.decoder.scanstring(text, pos + 1)
+                key, pos = json.decoder.scanstring(text, pos + 1)  # type: ignore[attr-defined]
                 pos = skip(skip(pos) + 1)  # past ':'
                 if key == want:
                     return walk(pos, rest[1:], _line_at(text, key_pos))
@@ -216,7 +216,7 @@ _TYPE_WORDS = {"object": "an object", "array": "a list", "string": "a string", "
 def _type_words(expected: Any, object_word: str) -> str:
     names = expected if isinstance(expected, list) else [expected]
     words = {**_TYPE_WORDS, "object": object_word}
-    return " or ".join(words.get(n, n) for n in names if n != "null")
+    return " or ".join(words.get(n, str(n)) for n in names if n != "null")
 
 
 def _shown(value: Any) -> str:
@@ -282,7 +282,8 @@ def _first(errors: Iterable[ValidationError]) -> ValidationError | None:
 
 def _tool_name(tool: Any) -> str:
     fn = tool.get("function", tool) if isinstance(tool, dict) else None
-    return fn.get("name") if isinstance(fn, dict) and isinstance(fn.get("name"), str) else "?"
+    name = fn.get("name") if isinstance(fn, dict) else None
+    return name if isinstance(name, str) else "?"
 
 
 _JSON_TYPES = ("object", "array", "string", "number", "integer", "boolean", "null")
@@ -402,14 +403,18 @@ def _check_template(suite: Suite) -> None:
 
 
 def _check_reference_calls(suite: Suite) -> None:
+    validators: dict[str, Draft202012Validator | None] = {}
     for example in suite.examples:
         calls = example.answer if isinstance(example.answer, list) else [example.answer]
         for call in calls:
-            tool = suite.tool(call["name"])
-            schema = tool.get("parameters") if tool else None
-            if not isinstance(schema, dict):
+            if call["name"] not in validators:
+                tool = suite.tool(call["name"])
+                schema = tool.get("parameters") if tool else None
+                validators[call["name"]] = Draft202012Validator(schema) if isinstance(schema, dict) else None
+            validator = validators[call["name"]]
+            if validator is None:
                 continue
-            error = _first(Draft202012Validator(schema).iter_errors(call["parameters"]))
+            error = _first(validator.iter_errors(call["parameters"]))
             if error is None:
                 continue
             parts, message = describe(error)
@@ -419,7 +424,12 @@ def _check_reference_calls(suite: Suite) -> None:
 
 
 def _check_reference_sql(suite: Suite) -> None:
-    from pytest_distill.scoring.sql import QueryRejected, check_statement, extract_sql, schema_statements
+    from pytest_distill.scoring.sql import (
+        QueryRejected,
+        check_statement,
+        extract_sql,
+        schema_statements,
+    )
 
     for example in suite.examples:
         if not isinstance(example.answer, str):
