@@ -121,6 +121,9 @@ _FIELDS = {f.name for f in dataclasses.fields(ModelEntry)}
 
 
 def _load_file(path: Path) -> dict[str, dict[str, Any]]:
+    # imported here: suite/validate.py reads PROVIDERS from this module
+    from pytest_distill.suite.validate import check_models_entry
+
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
@@ -132,6 +135,7 @@ def _load_file(path: Path) -> dict[str, dict[str, Any]]:
     for name, table in tables.items():
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: entry '{name}' must be a table ([{name}])")
+        check_models_entry(path, name, table)  # schema check (models/models.schema.json)
         unknown = set(table) - _FIELDS
         if unknown:
             raise ConfigError(

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from pytest_distill.core.errors import SuiteError
+from pytest_distill.suite import validate
 from pytest_distill.suite.model import Example, Suite, SuiteSettings, TaskType
 
 JOB_FILE = "job_description.json"
@@ -41,6 +42,7 @@ def load_suite(folder: Path) -> Suite:
     folder = Path(folder)
     job_path = folder / JOB_FILE
     job = _read_json_document(job_path)
+    validate.check_file(job_path, job)  # schema check (suite/schemas/), one error naming file, field, line
     if not isinstance(job, dict):
         raise SuiteError(job_path, "must be a JSON object")
     task_description = job.get("task_description")
@@ -83,6 +85,7 @@ def load_suite(folder: Path) -> Suite:
         raise SuiteError(job_path, "a tool-calling suite needs its tools", field="tools")
     suite.examples = [_example(suite, row, line, fields) for row, (line, fields) in enumerate(rows, start=1)]
     _check_duplicates(suite)
+    validate.check_suite(suite)  # template fields vs columns, reference answers vs tools / SQL schema
     return suite
 
 
@@ -175,6 +178,7 @@ def _read_config_task(folder: Path) -> tuple[str | None, Path | None]:
             mark = getattr(exc, "problem_mark", None)
             raise SuiteError(path, f"malformed YAML: {getattr(exc, 'problem', exc)}",
                              line=mark.line + 1 if mark else None) from None
+        validate.check_file(path, data, text=text)  # schema check: a list/scalar config or bad base.task
         base = (data or {}).get("base") if isinstance(data, dict) else None
         task = base.get("task") if isinstance(base, dict) else None
         if task is not None and not isinstance(task, str):
@@ -216,6 +220,7 @@ def read_settings(path: Path) -> SuiteSettings:
         data = tomllib.loads(_decode(path))
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError(path, f"invalid TOML: {exc}") from None
+    validate.check_file(path, data)  # schema check: types, ranges, scorer names, unknown keys
     settings.source = path
     gate = data.pop("gate", {})
     prompt = data.pop("prompt", {})
