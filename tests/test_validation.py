@@ -12,13 +12,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from fakes import SERIAL, XDIST
-from suitefiles import write_suite
 
 from pytest_distill.core.errors import ConfigError, SuiteError
+from pytest_distill.core.settings import json_line, toml_line, yaml_line
 from pytest_distill.models.registry import Registry
 from pytest_distill.suite import load_suite
-from pytest_distill.suite.validate import json_line, settings_docs, toml_line, yaml_line
+from pytest_distill.suite.validate import settings_docs
+
+from helpers.chat_server import SERIAL, XDIST
+from helpers.suites import write_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 
