@@ -10,7 +10,7 @@ from collections import defaultdict
 from typing import Any
 
 from pytest_distill.core.records import Record
-from pytest_distill.report.terminal import money
+from pytest_distill.report.fmt import money
 
 
 def _judgements(record: Record) -> list[dict[str, Any]]:
