@@ -9,8 +9,8 @@ from scipy import stats as sps
 
 from fakes import FakeChatServer, distill_project, numbered_rows
 from pytest_distill.core.cost import tie_key
-from pytest_distill.core.compare import (Ranked, compare, cost_ratio_text, example_outcomes, paired_test, route,
-                                    route_text)
+from pytest_distill.core.compare import Ranked, compare, example_outcomes, paired_test, route
+from pytest_distill.report.comparison_text import cost_ratio_text, route_text
 from pytest_distill.core.records import MISS, PASS, Record, summarize
 
 

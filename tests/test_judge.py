@@ -256,7 +256,7 @@ def test_the_judge_scorer_without_a_judge_is_an_error():
 
 def test_the_judge_scorer_is_built_around_its_judge():
     ask = Scripted(GOOD)
-    score = make_scorer("judge", judge=Judge(ask, name="j"))(_example(), Completion(text="Haarlem"))
+    score = make_scorer("judge", judge=Judge(ask, name="j"))(_example(), Completion(text="Amsterdam"))
     assert score.passed and score.details["judge"]["model"] == "j" and len(ask.requests) == 1
 
 

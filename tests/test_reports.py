@@ -11,7 +11,8 @@ import pytest
 
 from fakes import FakeChatServer, distill_project, numbered_rows
 from pytest_distill.report import html, markdown
-from pytest_distill.report.json_report import REDACTED, SCHEMA_FILE, redact, schema, validate
+from pytest_distill.report.json_report import REDACTED, redact
+from pytest_distill.report.results_file import SCHEMA_FILE, schema, validate
 
 GATED = "[gate]\nmin_pass_rate = 0.5\n"
 # Fields that measure time: they differ between any two runs.
