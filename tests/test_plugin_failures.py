@@ -4,7 +4,6 @@ not suites, and ties, serial and under xdist (pytester against a fake server).""
 from __future__ import annotations
 
 import pytest
-
 from fakes import SERIAL, XDIST, FakeChatServer, distill_project
 from suitefiles import TOPIC_ROWS, summary_row, write_suite
 
@@ -64,8 +63,8 @@ def test_a_template_naming_a_missing_column_is_a_collection_error(pytester, serv
     result = pytester.runpytest("suites", "--model=good", "-p", "no:cacheprovider", *workers)
     # A collection error: serial runs stop (2), xdist reports it as a failed run (1); never 0.
     assert result.ret in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.TESTS_FAILED)
-    result.stdout.fnmatch_lines(["*suites/topics/distill.toml: field 'prompt.user_template': {nosuchcol} is not a "
-                                 "column of test.jsonl*"])
+    result.stdout.fnmatch_lines([("*suites/topics/distill.toml: field 'prompt.user_template': {nosuchcol} is not a "
+                                  "column of test.jsonl*")])
     assert "INTERNALERROR" not in result.stdout.str() and "Traceback" not in result.stdout.str()
 
 
@@ -75,8 +74,8 @@ def test_a_named_folder_that_is_not_a_suite_says_why(pytester, workers):
     (folder / "job_description.json").unlink()
     result = pytester.runpytest("suites/topics", "-p", "no:cacheprovider", *workers)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: pytest-distill: suites/topics is not a suite folder: it has test.jsonl, "
-                                 "config.yaml but no job_description.json"])
+    result.stderr.fnmatch_lines([("ERROR: pytest-distill: suites/topics is not a suite folder: it has test.jsonl, "
+                                  "config.yaml but no job_description.json")])
 
 
 def test_equal_pass_rates_route_the_same_serial_and_xdist(pytester, server):

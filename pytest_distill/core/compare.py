@@ -149,10 +149,10 @@ def route(ranking: list[Ranked], tolerance_pp: float) -> Route | None:
     candidates = list(first_at_rate.values())
     if not candidates:
         return None
-    chosen = min(candidates, key=lambda r: (r.cost_per_request, -(r.rate or 0.0), r.rank))
+    chosen = min(candidates, key=lambda r: (r.cost_per_request or 0.0, -(r.rate or 0.0), r.rank))
     ratio = None
     if best.cost_per_request:
-        ratio = chosen.cost_per_request / best.cost_per_request
+        ratio = (chosen.cost_per_request or 0.0) / best.cost_per_request
     elif best.cost_per_request == 0 and chosen.cost_per_request == 0:
         ratio = 1.0
     return Route(model=chosen.model, delta_pp=chosen.delta_pp or 0.0, cost_ratio=ratio, is_best=chosen is best)

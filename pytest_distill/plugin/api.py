@@ -27,10 +27,12 @@ import pytest
 from pytest_distill.core.errors import DistillError
 from pytest_distill.core.records import ERROR, MISS, PASS, SKIP
 from pytest_distill.models.base import Completion, ProviderError, Request
-from pytest_distill.scoring import SCORERS, Scorer, make_scorer, scorer_name_for, uses_judge
 from pytest_distill.plugin.collect import ExampleItem, item_params
 from pytest_distill.plugin.evaluate import OUR_ERRORS, Evaluator, Target, recorded
 from pytest_distill.plugin.state import SESSION_KEY, RunState
+from pytest_distill.scoring import (
+    scorer_name_for,
+)
 from pytest_distill.scoring.base import Score
 from pytest_distill.scoring.toolcalls import tool_call_equivalence
 from pytest_distill.suite import Example, Suite, is_suite_dir, load_suite
@@ -217,7 +219,7 @@ class ModelHandle:
             pytest.fail(f"error: {exc}", pytrace=False)
         except OUR_ERRORS:
             raise
-        except Exception as exc:  # a bug in pytest-distill, not in the test or the model
+        except Exception as exc:  # noqa: BLE001 - a bug in pytest-distill, not in the test or the model
             raise self._evaluator.internal_error(self._item, self._case, exc) from None
         self.last = completion
         return completion

@@ -12,13 +12,20 @@ from typing import Any
 
 import pytest
 
-from pytest_distill.scoring import SCORERS, Scorer, make_scorer, scorer_name_for, uses_judge
 from pytest_distill.core.errors import DistillError, SuiteError
 from pytest_distill.models.base import Completion, Request
 from pytest_distill.plugin.evaluate import InternalError, Miss, ProviderFailure
 from pytest_distill.plugin.state import SESSION_KEY, RunState
+from pytest_distill.scoring import (
+    SCORERS,
+)
 from pytest_distill.suite import Example, Suite, is_suite_dir, load_suite
-from pytest_distill.suite.loader import JOB_FILE, SETTINGS_FILE, TEST_FILES, find_test_file
+from pytest_distill.suite.loader import (
+    JOB_FILE,
+    SETTINGS_FILE,
+    TEST_FILES,
+    find_test_file,
+)
 
 
 def item_params(model: str, example: Example, repetition: int, repeat: int) -> str:

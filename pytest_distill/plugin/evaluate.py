@@ -23,15 +23,29 @@ from typing import Any, Protocol
 
 import pytest
 
-from pytest_distill.scoring import SCORERS, Scorer, make_scorer, scorer_name_for, uses_judge
 from pytest_distill.core import redact
 from pytest_distill.core.cost import api_cost
 from pytest_distill.core.errors import DistillError
-from pytest_distill.core.records import ERROR, INTERNAL, MISS, PASS, PROPERTY_PREFIX, SKIP, Outcome, Record
+from pytest_distill.core.records import (
+    ERROR,
+    INTERNAL,
+    MISS,
+    PASS,
+    PROPERTY_PREFIX,
+    SKIP,
+    Outcome,
+    Record,
+)
 from pytest_distill.models.base import Completion, ProviderError, Request
 from pytest_distill.models.registry import ModelEntry
 from pytest_distill.plugin.options import DEFAULT_JUDGE, RunOptions
 from pytest_distill.runtime.engine import Engine
+from pytest_distill.scoring import (
+    Scorer,
+    make_scorer,
+    scorer_name_for,
+    uses_judge,
+)
 from pytest_distill.scoring.base import Score, ScoringError
 from pytest_distill.scoring.judge import Judge
 from pytest_distill.suite import Example, build_request
@@ -117,7 +131,7 @@ class Evaluator:
         for target in targets:
             try:
                 self.submit(target)
-            except Exception:  # noqa: BLE001 - raised again, with its item, by answer()
+            except Exception:  # noqa: BLE001, S112 - raised again, with its item, by answer()
                 continue
 
     # --- folder items --------------------------------------------------------
@@ -127,7 +141,7 @@ class Evaluator:
             return self._answer(item, target)
         except OUR_ERRORS:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - anything else is a bug of ours: INTERNAL
             raise self.internal_error(item, target, exc) from None
 
     def score(self, item: pytest.Item, target: Target, completion: Completion) -> None:
@@ -136,7 +150,7 @@ class Evaluator:
             self._score(item, target, completion)
         except OUR_ERRORS:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - anything else is a bug of ours: INTERNAL
             raise self.internal_error(item, target, exc) from None
 
     def _answer(self, item: pytest.Item, target: Target) -> Completion:

@@ -15,7 +15,12 @@ from pytest_distill.bench.load import saved_rate
 from pytest_distill.core.baseline import compare_to_baseline
 from pytest_distill.core.compare import DEFAULT_ALPHA, compare
 from pytest_distill.core.cost import cost_notes, summary_costs, tie_key
-from pytest_distill.core.gates import EXIT_OK, EXIT_TESTS_FAILED, check_gate, exit_status
+from pytest_distill.core.gates import (
+    EXIT_OK,
+    EXIT_TESTS_FAILED,
+    check_gate,
+    exit_status,
+)
 from pytest_distill.core.records import ERROR, INTERNAL, MISS, Record, summarize
 from pytest_distill.core.result import BaselineRun, RunInfo, RunResult, SuiteGate
 from pytest_distill.plugin import xdist

@@ -12,7 +12,12 @@ import pytest
 
 from pytest_distill.core.errors import ConfigError
 from pytest_distill.plugin import xdist
-from pytest_distill.suite.loader import CONFIG_FILES, JOB_FILE, SETTINGS_FILE, TEST_FILES
+from pytest_distill.suite.loader import (
+    CONFIG_FILES,
+    JOB_FILE,
+    SETTINGS_FILE,
+    TEST_FILES,
+)
 
 DEFAULT_MODEL = "smollm2-135m"  # the embedded model: runs offline
 DEFAULT_JUDGE = "smollm2-135m"  # offline default; --judge or distill.toml `judge` for a real one

@@ -15,8 +15,8 @@ from pytest_distill.bench.load import BenchResult
 from pytest_distill.core.records import Record
 from pytest_distill.core.result import RunResult
 from pytest_distill.models.registry import ModelEntry, Registry
-from pytest_distill.plugin.evaluate import Evaluator
 from pytest_distill.plugin import xdist
+from pytest_distill.plugin.evaluate import Evaluator
 from pytest_distill.plugin.options import RunOptions
 from pytest_distill.runtime.cache import SqliteCache
 from pytest_distill.runtime.servers import ServerPool

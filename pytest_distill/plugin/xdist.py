@@ -57,7 +57,8 @@ def share_out(entry: Any, provider_max_concurrency: int | None, worker: bool) ->
 
 def servers_input(config: pytest.Config) -> dict[str, Any] | None:
     """On a worker: the servers the controller started (pytest_configure_node)."""
-    return config.workerinput.get(SERVERS_INPUT) if is_worker(config) else None
+    workerinput: dict[str, Any] = getattr(config, "workerinput", {})  # set by xdist on workers only
+    return workerinput.get(SERVERS_INPUT)
 
 
 def worker_input(servers: dict[str, Any]) -> dict[str, Any]:

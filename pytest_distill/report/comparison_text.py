@@ -39,8 +39,8 @@ def significance_text(entry: Ranked, alpha: float) -> str:
 
 def format_comparison(comparison: SuiteComparison) -> list[str]:
     """Lines for the terminal: the ranking, then the routing advice."""
-    lines = [f"{comparison.suite}: ranking, each vs the best by exact McNemar on shared examples "
-             f"(alpha {comparison.alpha:g})"]
+    lines = [(f"{comparison.suite}: ranking, each vs the best by exact McNemar on shared examples "
+              f"(alpha {comparison.alpha:g})")]
     width = max(len(r.model) for r in comparison.ranking)
     for r in comparison.ranking:
         delta = "" if r.delta_pp is None or r.p_value is None else f"{r.delta_pp:+.1f} pp"

@@ -190,7 +190,7 @@ def latency_chart(suite: str, models: list[str], samples: dict[str, list[float]]
     parts.append(f'<text x="{label_w + plot_w / 2}" y="{height - 6}" text-anchor="middle">{unit}</text></g>')
     for i, model in enumerate(rows):
         values = sorted(samples[model])
-        q = {p: stats.percentile(values, p) for p in (5, 25, 50, 75, 95, 99)}
+        q = {p: stats.percentile(values, p) or 0.0 for p in (5, 25, 50, 75, 95, 99)}  # values: never empty
         mid = top + i * row_h + row_h / 2
         tip = (f"{model}: n={len(values)}, p50 {ms(q[50])}, p95 {ms(q[95])}, p99 {ms(q[99])}, "
                f"max {ms(values[-1])}")

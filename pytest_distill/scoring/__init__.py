@@ -11,13 +11,21 @@ from collections.abc import Callable
 
 from pytest_distill.core.errors import ConfigError
 from pytest_distill.models.base import Completion
-from pytest_distill.suite.model import Example, TaskType
 from pytest_distill.scoring.base import Score
 from pytest_distill.scoring.classification import score_label
 from pytest_distill.scoring.judge import Judge, JudgeError, judge_scorer
 from pytest_distill.scoring.sql import score_sql_execution
-from pytest_distill.scoring.text import score_normalized_exact_match, score_rouge_l, score_token_f1
-from pytest_distill.scoring.toolcalls import score_binary_tool_call, score_staged_tool_call, score_tool_call_equivalence
+from pytest_distill.scoring.text import (
+    score_normalized_exact_match,
+    score_rouge_l,
+    score_token_f1,
+)
+from pytest_distill.scoring.toolcalls import (
+    score_binary_tool_call,
+    score_staged_tool_call,
+    score_tool_call_equivalence,
+)
+from pytest_distill.suite.model import Example, TaskType
 
 Scorer = Callable[[Example, Completion], Score]
 

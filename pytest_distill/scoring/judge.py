@@ -28,11 +28,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_distill.models.base import Completion, OutputConstraint, ProviderError, Request, Usage
+from pytest_distill.models.base import (
+    Completion,
+    OutputConstraint,
+    ProviderError,
+    Request,
+    Usage,
+)
 from pytest_distill.scoring.base import Score, ScoringError
 from pytest_distill.scoring.text import answer_text, reference_texts
 from pytest_distill.suite.model import Example
-from pytest_distill.suite.prompts import user_text  # the judge sees the input the model saw
+from pytest_distill.suite.prompts import (
+    user_text,  # the judge sees the input the model saw
+)
 
 VERDICTS = ("good", "bad")
 REASON_MAX_CHARS = 300
