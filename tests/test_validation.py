@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from fakes import SERIAL, XDIST
-from suitefiles import write_suite
+from helpers.chat_server import SERIAL, XDIST
+from helpers.suites import write_suite
 
 from pytest_distill.core.errors import ConfigError, SuiteError
 from pytest_distill.models.registry import Registry
