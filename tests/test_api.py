@@ -30,9 +30,9 @@ TEST_FILE = """
 from pytest_distill import examples, assert_tool_call_equivalent
 
 @examples("suites/lights")
-def test_lights(model, example):
-    reply = model.respond(example)
-    assert_tool_call_equivalent(reply, example.answer, tools=example.suite.tools)
+def test_lights(distill_model, distill_example):
+    reply = distill_model.respond(distill_example)
+    assert_tool_call_equivalent(reply, distill_example.answer, tools=distill_example.suite.tools)
 """
 
 
@@ -137,22 +137,22 @@ def test_other_outcomes_of_a_custom_test(project):
         from pytest_distill import examples
 
         @examples("suites/lights", limit=1)
-        def test_skips(model, example):
+        def test_skips(distill_model, distill_example):
             pytest.skip("not today")
 
         @examples("suites/lights", limit=1)
-        def test_crashes(model, example):
+        def test_crashes(distill_model, distill_example):
             {}["missing"]
 
         @examples("suites/lights", limit=1)
-        def test_data_only(example):
-            assert example.answer["name"] == "toggle_lights"
+        def test_data_only(distill_example):
+            assert distill_example.answer["name"] == "toggle_lights"
 
         @examples("suites/lights", limit=1)
-        def test_plain_assert(model, example):
-            assert model.respond(example).tool_calls[0].arguments["room"] == "hall", "wrong room"
+        def test_plain_assert(distill_model, distill_example):
+            assert distill_model.respond(distill_example).tool_calls[0].arguments["room"] == "hall", "wrong room"
 
-        def test_model_without_examples(model):
+        def test_model_without_examples(distill_model):
             pass
     """)
     result = project.runpytest("test_more.py", "--model=fake", "-p", "no:cacheprovider", "-rA")
@@ -162,7 +162,7 @@ def test_other_outcomes_of_a_custom_test(project):
     assert summary_row(out, "lights::test_crashes", "fake")[2:6] == ["1", "0", "0", "1"]  # a crash is an error
     assert summary_row(out, "lights::test_data_only", "fake")[2:6] == ["1", "1", "0", "0"]
     assert summary_row(out, "lights::test_plain_assert", "fake")[2:6] == ["1", "0", "1", "0"]
-    result.stdout.fnmatch_lines(["*the 'model' and 'example' fixtures come with @examples(...)*"])
+    result.stdout.fnmatch_lines(["*the 'distill_model' and 'distill_example' fixtures come with @examples(...)*"])
 
 
 def test_unknown_suite_folder_is_a_collection_error(project):
@@ -170,7 +170,7 @@ def test_unknown_suite_folder_is_a_collection_error(project):
         from pytest_distill import examples
 
         @examples("suites/nowhere")
-        def test_it(model, example):
+        def test_it(distill_model, distill_example):
             pass
     """)
     result = project.runpytest("test_missing.py", "--model=fake", "-p", "no:cacheprovider")

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from pytest_distill.core.baseline import compare_to_baseline, load_baseline
+from pytest_distill.core.baseline import compare_to_baseline
+from pytest_distill.report.results_file import read_results
 from pytest_distill.core.errors import ConfigError
 from pytest_distill.core.records import Record
 
@@ -66,7 +67,7 @@ def test_bad_baseline_files(tmp_path, content, message):
     if content is not None:
         path.write_text(content)
     with pytest.raises(ConfigError, match=message):
-        load_baseline(path)
+        read_results(path)
 
 
 # --- end to end ---------------------------------------------------------------------

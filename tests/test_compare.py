@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 from scipy import stats as sps
 
-from pytest_distill.core.compare import (
-    Ranked,
-    compare,
-    cost_ratio_text,
-    example_outcomes,
-    paired_test,
-    route,
-    route_text,
-)
+from pytest_distill.core.cost import tie_key
+from pytest_distill.core.compare import Ranked, compare, example_outcomes, paired_test, route
+from pytest_distill.report.comparison_text import cost_ratio_text, route_text
 from pytest_distill.core.records import MISS, PASS, Record, summarize
 
 from helpers.chat_server import FakeChatServer, distill_project, numbered_rows
@@ -59,11 +55,34 @@ def test_one_model_no_comparison():
     assert compare(summarize(rs), rs, costs={}) == []
 
 
-def test_ties_rank_the_cheaper_model_first():
+def test_ties_rank_the_lower_listed_price_first_not_the_measured_cost():
     rs = records("pricey", "PPPM") + records("cheap", "PPPM")
-    (comparison,) = compare(summarize(rs), rs, costs={("s", "pricey"): 1.0, ("s", "cheap"): 0.1})
+    keys = {"pricey": tie_key(_Priced(price_input=5.0, price_output=15.0), "pricey"),
+            "cheap": tie_key(_Priced(price_input=0.1, price_output=0.4), "cheap")}
+    # The measured costs say the opposite (timing noise on a self-hosted model would): the prices decide.
+    (comparison,) = compare(summarize(rs), rs, costs={("s", "pricey"): 0.1, ("s", "cheap"): 1.0}, tie_keys=keys)
     assert comparison.best == "cheap"
     assert comparison.route.is_best and comparison.route.model == "cheap"
+
+
+def test_self_hosted_ties_go_to_the_lower_hourly_price_then_the_name():
+    rs = records("b-gpu", "PPPM") + records("a-gpu", "PPPM") + records("c-cheap-gpu", "PPPM")
+    keys = {"b-gpu": tie_key(_Priced(self_hosted=True, gpu_hourly_usd=2.0), "b-gpu"),
+            "a-gpu": tie_key(_Priced(self_hosted=True, gpu_hourly_usd=2.0), "a-gpu"),
+            "c-cheap-gpu": tie_key(_Priced(self_hosted=True, gpu_hourly_usd=0.5), "c-cheap-gpu")}
+    (comparison,) = compare(summarize(rs), rs, costs={("s", "a-gpu"): 3e-6, ("s", "b-gpu"): 1e-6,
+                                                      ("s", "c-cheap-gpu"): 2e-6}, tie_keys=keys)
+    assert [r.model for r in comparison.ranking] == ["c-cheap-gpu", "a-gpu", "b-gpu"]
+    assert comparison.route.model == "c-cheap-gpu"  # not b-gpu, whose measured cost is lowest
+
+
+@dataclass
+class _Priced:
+    self_hosted: bool = False
+    price_input: float | None = None
+    price_output: float | None = None
+    price_cached_input: float | None = None
+    gpu_hourly_usd: float | None = None
 
 
 def test_routes_to_the_cheapest_model_within_the_tolerance():

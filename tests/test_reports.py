@@ -10,7 +10,8 @@ import jsonschema
 import pytest
 
 from pytest_distill.report import html, markdown
-from pytest_distill.report.json_report import REDACTED, SCHEMA_FILE, redact, schema, validate
+from pytest_distill.report.json_report import REDACTED, redact
+from pytest_distill.report.results_file import SCHEMA_FILE, schema, validate
 
 from helpers.chat_server import FakeChatServer, distill_project, numbered_rows
 

@@ -112,9 +112,9 @@ def test_examples_api_on_the_embedded_model(pytester):
         from pytest_distill import examples, assert_tool_call_equivalent
 
         @examples("suites/smart-home")
-        def test_smart_home(model, example):
-            reply = model.respond(example)
-            assert_tool_call_equivalent(reply, example.answer, tools=example.suite.tools)
+        def test_smart_home(distill_model, distill_example):
+            reply = distill_model.respond(distill_example)
+            assert_tool_call_equivalent(reply, distill_example.answer, tools=distill_example.suite.tools)
     """)
     result = pytester.runpytest("test_custom.py", "--limit=2", "--junitxml=out.xml", "-p", "no:cacheprovider")
     outcomes = result.parseoutcomes()

@@ -24,7 +24,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pytest_distill.core import stats
+from pytest_distill.core.cost import BenchRate, Priced, bench_cost_per_million
 from pytest_distill.models.base import Provider, ProviderError, Request
+from pytest_distill.models.registry import ModelEntry
+from pytest_distill.report.fmt import gib, money
+from pytest_distill.report.fmt import ms as _ms
+from pytest_distill.report.terminal import format_table
 from pytest_distill.runtime.servers import ServerPool, process_tree_rss
 
 CACHE_KEY = "pytest-distill/bench/"
@@ -66,35 +71,13 @@ class _Sample:
     error: str = ""
 
 
-def _supports_streaming(provider: Provider) -> bool:
-    from pytest_distill.models.providers.openai_compatible import OpenAICompatibleProvider
-
-    return isinstance(provider, OpenAICompatibleProvider)
-
-
-async def _one_streamed(provider: Any, request: Request) -> _Sample:
-    body, _ = provider.build_body(request)
-    body["stream"] = True
-    body["stream_options"] = {"include_usage": True}
+async def _one_streamed(provider: Provider, request: Request) -> _Sample:
     started = time.perf_counter()
-    ttft: float | None = None
-    output_tokens = 0
-    chunks = 0
     try:
-        stream = await provider.client().chat.completions.create(**body)
-        async for chunk in stream:
-            if chunk.choices:
-                delta = chunk.choices[0].delta
-                if ttft is None and (getattr(delta, "content", None) or getattr(delta, "tool_calls", None)):
-                    ttft = time.perf_counter() - started
-                if getattr(delta, "content", None) or getattr(delta, "tool_calls", None):
-                    chunks += 1
-            if getattr(chunk, "usage", None) is not None and chunk.usage.completion_tokens is not None:
-                output_tokens = chunk.usage.completion_tokens
-    except Exception as exc:  # noqa: BLE001 - counted as an error
-        error = provider.map_error(exc) if hasattr(provider, "map_error") else exc
-        return _Sample(time.perf_counter() - started, None, 0, time.time(), error=str(error))
-    return _Sample(time.perf_counter() - started, ttft, output_tokens or chunks, time.time())
+        timing = await provider.stream(request)
+    except ProviderError as exc:
+        return _Sample(time.perf_counter() - started, None, 0, time.time(), error=str(exc))
+    return _Sample(timing.latency_s, timing.ttft_s, timing.output_tokens, time.time())
 
 
 async def _one_plain(provider: Provider, request: Request) -> _Sample:
@@ -162,8 +145,13 @@ async def run(provider: Provider, model: str, requests: list[Request], *, concur
     if count is None and duration_s is None:
         count = 100
     warmup = concurrency if warmup is None else warmup
-    streamed = stream and _supports_streaming(provider)
-    one = _one_streamed if streamed else _one_plain
+    streamed = stream and provider.supports_streaming
+
+    async def one(provider: Provider, request: Request) -> _Sample:
+        if streamed:
+            return await _one_streamed(provider, request)
+        return await _one_plain(provider, request)
+
     source = itertools.cycle(requests)
     await asyncio.to_thread(provider.start)
 
@@ -236,19 +224,7 @@ def server_pid_for(servers: ServerPool, model: str) -> int | None:
 # --- presentation -----------------------------------------------------------------
 
 
-def _ms(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value * 1000:.0f}ms" if value < 1 else f"{value:.2f}s"
-
-
-def _bytes(value: int | None) -> str:
-    return "-" if value is None else f"{value / 2**30:.2f} GiB"
-
-
 def format_results(results: list[BenchResult], cost_per_million: dict[str, str]) -> list[str]:
-    from pytest_distill.report.terminal import format_table
-
     header = ["model", "conc", "requests", "errors", "seconds", "req/s", "out tok/s", "p50", "p95", "p99",
               "TTFT p50", "TTFT p95", "TTFT p99", "server RSS", "GPU mem", "$/1M req"]
     rows = [header]
@@ -259,112 +235,67 @@ def format_results(results: list[BenchResult], cost_per_million: dict[str, str])
             f"{r.output_tokens_per_s:.1f}" if r.output_tokens_per_s else "-",
             _ms(r.latency_p50), _ms(r.latency_p95), _ms(r.latency_p99),
             _ms(r.ttft_p50), _ms(r.ttft_p95), _ms(r.ttft_p99),
-            _bytes(r.server_rss_bytes), f"{r.gpu_memory_mib} MiB" if r.gpu_memory_mib is not None else "-",
+            gib(r.server_rss_bytes), f"{r.gpu_memory_mib} MiB" if r.gpu_memory_mib is not None else "-",
             cost_per_million.get(r.model, "-"),
         ])
     return format_table(rows)
 
 
-# --- the pytest side: --distill-bench ----------------------------------------------
+# --- saved rates and the summary ---------------------------------------------------
 
 
-def add_options(group: Any) -> None:
-    group.addoption("--distill-bench", action="store_true", dest="distill_bench",
-                    help="load benchmark instead of evaluating: replay the collected items' requests at a fixed "
-                         "concurrency and report req/s, tokens/s, latency and TTFT percentiles, server memory")
-    group.addoption("--distill-bench-concurrency", type=int, dest="distill_bench_concurrency", metavar="C",
-                    help="requests in flight during --distill-bench (default: the model's max_concurrency, else 8)")
-    group.addoption("--distill-bench-requests", type=int, dest="distill_bench_requests", metavar="N",
-                    help="measured requests (default 100 unless --distill-bench-duration is given)")
-    group.addoption("--distill-bench-duration", type=float, dest="distill_bench_duration", metavar="S",
-                    help="measure for S seconds instead of a number of requests")
-    group.addoption("--distill-bench-warmup", type=int, dest="distill_bench_warmup", metavar="W",
-                    help="uncounted warm-up requests first (default: the concurrency)")
-
-
-def check_options(config: Any) -> None:
-    """One-line errors for bench options that can't work (raised as ConfigError)."""
-    from pytest_distill.core.errors import ConfigError
-
-    if not config.getoption("distill_bench"):
-        return
-    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
-        raise ConfigError("--distill-bench measures one client at a fixed concurrency: run it without -n")
-    for name in ("distill_bench_concurrency", "distill_bench_requests", "distill_bench_warmup"):
-        value = config.getoption(name)
-        if value is not None and value < (0 if name.endswith("warmup") else 1):
-            raise ConfigError(f"--{name.replace('_', '-')} must be at least {0 if name.endswith('warmup') else 1}")
-    duration = config.getoption("distill_bench_duration")
-    if duration is not None and duration <= 0:
-        raise ConfigError("--distill-bench-duration must be positive")
-
-
-def fingerprint(entry: Any) -> dict[str, Any]:
+def fingerprint(entry: ModelEntry) -> dict[str, Any]:
     """What a saved rate belongs to: a rate measured with other serve args doesn't apply."""
     return {"provider": entry.provider, "model": entry.model, "serve_args": list(entry.serve_args),
             "base_url": entry.base_url}
 
 
-def saved_rate(config: Any, entry: Any) -> dict[str, Any] | None:
-    cache = getattr(config, "cache", None)
-    if cache is None:
+def saved_rate(pytest_cache: Any, entry: ModelEntry) -> BenchRate | None:
+    """The --distill-bench rate saved in pytest's cache for this entry, if any still applies."""
+    if pytest_cache is None:
         return None
-    saved = cache.get(CACHE_KEY + entry.name, None)
+    saved = pytest_cache.get(CACHE_KEY + entry.name, None)
     if not isinstance(saved, dict) or saved.get("fingerprint") != fingerprint(entry):
         return None
-    return saved if saved.get("requests_per_s") else None
+    if not saved.get("requests_per_s"):
+        return None
+    return BenchRate(requests_per_s=float(saved["requests_per_s"]), concurrency=int(saved.get("concurrency") or 0))
 
 
-def run_for_session(distill: Any, items: list[Any]) -> list[BenchResult]:
-    """Benchmark every --model on the collected items' requests, one model at a time."""
-    from pytest_distill.plugin.collect import ExampleItem
+def save_rate(pytest_cache: Any, entry: ModelEntry, result: BenchResult) -> None:
+    if pytest_cache is not None and result.requests_per_s and not result.errors:
+        pytest_cache.set(CACHE_KEY + entry.name, {**result.to_dict(), "fingerprint": fingerprint(entry)})
 
-    config = distill.config
+
+def run_models(entries: dict[str, ModelEntry], requests: dict[str, list[Request]], *, concurrency: int | None,
+               count: int | None, duration_s: float | None, warmup: int | None, pytest_cache: Any,
+               servers: ServerPool, say: Any = None) -> list[BenchResult]:
+    """Benchmark every model on its requests, one model at a time; saves each clean rate."""
     results: list[BenchResult] = []
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    for name, entry in distill.entries.items():
-        requests = [distill.request_for(item) for item in items
-                    if isinstance(item, ExampleItem) and item.model == name]
-        if not requests:
+    for name, entry in entries.items():
+        if not requests.get(name):
             continue
-        provider = distill.servers.provider_for(entry)  # a fresh provider: its client belongs to the bench loop
-        concurrency = (config.getoption("distill_bench_concurrency") or entry.max_concurrency
-                       or provider.max_concurrency or 8)
-        duration = config.getoption("distill_bench_duration")
-        count = config.getoption("distill_bench_requests") or (None if duration else 100)
-        warmup = config.getoption("distill_bench_warmup")
-        if reporter is not None:
-            what = f"{duration:g} s" if duration else f"{count} requests"
-            reporter.write_line(f"pytest-distill: bench {name}: {what} at concurrency {concurrency} "
-                                f"({len(requests)} distinct prompts, warm-up {concurrency if warmup is None else warmup})")
-        result = run_sync(provider, name, requests, concurrency=concurrency, count=count, duration_s=duration,
-                          warmup=warmup, server_pid=server_pid_for(distill.servers, name))
+        provider = servers.provider_for(entry)  # a fresh provider: its client belongs to the bench loop
+        in_flight = concurrency or entry.max_concurrency or provider.max_concurrency or 8
+        measured = count or (None if duration_s else 100)
+        if say is not None:
+            what = f"{duration_s:g} s" if duration_s else f"{measured} requests"
+            say(f"pytest-distill: bench {name}: {what} at concurrency {in_flight} "
+                f"({len(requests[name])} distinct prompts, warm-up {in_flight if warmup is None else warmup})")
+        result = run_sync(provider, name, requests[name], concurrency=in_flight, count=measured,
+                          duration_s=duration_s, warmup=warmup, server_pid=server_pid_for(servers, name))
         results.append(result)
-        cache = getattr(config, "cache", None)
-        if cache is not None and result.requests_per_s and not result.errors:
-            cache.set(CACHE_KEY + name, {**result.to_dict(), "fingerprint": fingerprint(entry)})
+        save_rate(pytest_cache, entry, result)
     return results
 
 
-def terminal_summary(distill: Any, terminalreporter: Any) -> None:
-    results: list[BenchResult] = getattr(distill, "bench_results", [])
-    if not results:
-        return
-    from pytest_distill.core.cost import self_hosted_cost_per_request
-    from pytest_distill.report.terminal import money
-
-    costs: dict[str, str] = {}
-    for r in results:
-        entry = distill.entries.get(r.model)
-        if entry is not None and entry.self_hosted:
-            per_request = self_hosted_cost_per_request(entry.gpu_hourly_usd, r.requests_per_s)
-            costs[r.model] = money(per_request * 1e6 if per_request is not None else None)
-    terminalreporter.write_sep("=", "pytest-distill bench")
-    for line in format_results(results, costs):
-        terminalreporter.write_line(line)
-    for r in results:
-        if r.errors:
-            terminalreporter.write_line(f"{r.model}: {r.errors} request(s) failed, e.g.: {r.first_error}")
-    terminalreporter.write_line("req/s = completed requests / seconds from the end of the warm-up to the last answer; "
-                                "latency and TTFT over completed requests" + ("; TTFT from streamed replies"
-                                                                           if any(r.streamed for r in results) else ""))
+def summary_lines(results: list[BenchResult], entries: dict[str, Priced]) -> list[str]:
+    """The bench table and its notes (under a '= pytest-distill bench =' separator)."""
+    costs = {r.model: money(bench_cost_per_million(entries[r.model], r.requests_per_s))
+             for r in results if r.model in entries and entries[r.model].self_hosted}
+    lines = format_results(results, costs)
+    lines += [f"{r.model}: {r.errors} request(s) failed, e.g.: {r.first_error}" for r in results if r.errors]
+    lines.append("req/s = completed requests / seconds from the end of the warm-up to the last answer; "
+                 "latency and TTFT over completed requests"
+                 + ("; TTFT from streamed replies" if any(r.streamed for r in results) else ""))
+    return lines

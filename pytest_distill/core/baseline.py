@@ -8,16 +8,12 @@ which examples newly fail uses the per-example majority rule of compare.py.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pytest_distill.core import stats
 from pytest_distill.core.compare import example_outcomes
-from pytest_distill.core.errors import ConfigError
-from pytest_distill.report.json_report import SCHEMA_VERSION, validate
 from pytest_distill.core.records import MISS, PASS, Record
 
 
@@ -39,30 +35,6 @@ class BaselineDelta:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def load_baseline(path: Path) -> dict[str, Any]:
-    """Read and check a results.json written by --distill-report."""
-    try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"--distill-baseline {path}: cannot read: {exc.strerror}") from None
-    except ValueError as exc:
-        raise ConfigError(f"--distill-baseline {path}: not JSON: {exc}") from None
-    if not isinstance(document, dict) or document.get("schema") != "pytest-distill/results":
-        raise ConfigError(f"--distill-baseline {path}: not a pytest-distill results.json")
-    if document.get("schema_version") != SCHEMA_VERSION:
-        raise ConfigError(f"--distill-baseline {path}: schema version {document.get('schema_version')!r}, "
-                          f"this pytest-distill reads version {SCHEMA_VERSION}")
-    problem = validate(document)
-    if problem:
-        raise ConfigError(f"--distill-baseline {path}: {problem}")
-    return document
-
-
-def baseline_records(document: dict[str, Any]) -> list[Record]:
-    known = set(Record.__dataclass_fields__)
-    return [Record(**{k: v for k, v in r.items() if k in known}) for r in document.get("records", [])]
 
 
 def _rate(records: list[Record]) -> float | None:
@@ -97,17 +69,3 @@ def compare_to_baseline(records: list[Record], baseline: list[Record]) -> list[B
             p_value=stats.mcnemar_exact(len(failing), len(passing)) if both else None,
         ))
     return deltas
-
-
-def format_delta(delta: BaselineDelta) -> str:
-    def pct(v: float | None) -> str:
-        return "-" if v is None else f"{100 * v:.1f}%"
-
-    change = "-" if delta.delta_pp is None else f"{delta.delta_pp:+.1f} pp"
-    line = (f"baseline: {delta.suite} x {delta.model}: {pct(delta.baseline_rate)} -> {pct(delta.rate)} "
-            f"({change} on {delta.shared} shared examples")
-    line += f", p={delta.p_value:.3g})" if delta.p_value is not None else ")"
-    if delta.newly_failing:
-        shown = ", ".join(delta.newly_failing[:10]) + (", ..." if len(delta.newly_failing) > 10 else "")
-        line += f"; {len(delta.newly_failing)} newly failing: {shown}"
-    return line

@@ -3,20 +3,24 @@
 Pure functions over records and summaries (no pytest).
 
 - Ranking: by the gated rate (mean over repetitions when repeated, else the pass rate),
-  highest first; ties go to the cheaper model, then by name.
+  highest first; ties are broken by a rule that does not depend on timing (a measured
+  self-hosted cost does): the tie key of each model (core.cost.tie_key: listed price,
+  then name), else the name.
 - Significance: each model against the best, with the exact McNemar test on the
   examples both scored (errors and skips are left out of the pairing). With repetitions,
   an example counts as passed for a model when it passed in more than half of that
   model's scored repetitions (a tie counts as a miss): repetitions of two models are
   independent draws, so pairing repetition k with repetition k would be arbitrary.
 - Routing: the cheapest model (by cost per request) whose rate is within the tolerance
-  (percentage points) of the best. Models without a known cost are not candidates.
+  (percentage points) of the best. Models without a known cost are not candidates; of
+  candidates with the same rate only the first in the ranking is one, so equal rates
+  never route by a timing-dependent measured cost.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -88,8 +92,11 @@ def paired_test(a: dict[str, bool], b: dict[str, bool]) -> tuple[int, int, int, 
 
 
 def compare(summaries: list[Summary], records: list[Record], costs: dict[tuple[str, str], float | None],
-            tolerance_pp: float = DEFAULT_TOLERANCE_PP, alpha: float = DEFAULT_ALPHA) -> list[SuiteComparison]:
-    """One comparison for every suite evaluated with two or more models."""
+            tolerance_pp: float = DEFAULT_TOLERANCE_PP, alpha: float = DEFAULT_ALPHA,
+            tie_keys: Mapping[str, tuple[Any, ...]] | None = None) -> list[SuiteComparison]:
+    """One comparison for every suite evaluated with two or more models. `tie_keys`: per
+    model, how equal rates are ordered (core.cost.tie_key); without one, by name."""
+    keys = tie_keys or {}
     by_suite: dict[str, list[Summary]] = defaultdict(list)
     for s in summaries:
         by_suite[s.suite].append(s)
@@ -101,10 +108,9 @@ def compare(summaries: list[Summary], records: list[Record], costs: dict[tuple[s
         if len(group) < 2:
             continue
 
-        def order(s: Summary) -> tuple:
+        def order(s: Summary) -> tuple[Any, ...]:
             rate = gated_rate(s)
-            cost = costs.get((suite, s.model))
-            return (rate is None, -(rate or 0.0), cost is None, cost or 0.0, s.model)
+            return (rate is None, -(rate or 0.0), keys.get(s.model, ()), s.model)
 
         group = sorted(group, key=order)
         best = group[0]
@@ -136,62 +142,17 @@ def route(ranking: list[Ranked], tolerance_pp: float) -> Route | None:
     # A hair of slack: rates are fractions of small integers, so -1.0 pp may come out as -1.0000000001.
     candidates = [r for r in ranking if r.delta_pp is not None and r.delta_pp >= -tolerance_pp - 1e-9
                   and r.cost_per_request is not None]
+    # Equal rates: the ranking's tie rule decides, never a cost measured with timing noise.
+    first_at_rate: dict[float | None, Ranked] = {}
+    for r in candidates:
+        first_at_rate.setdefault(r.rate, r)
+    candidates = list(first_at_rate.values())
     if not candidates:
         return None
-    chosen = min(candidates, key=lambda r: (r.cost_per_request, -(r.rate or 0.0), r.rank))
+    chosen = min(candidates, key=lambda r: (r.cost_per_request or 0.0, -(r.rate or 0.0), r.rank))
     ratio = None
     if best.cost_per_request:
-        ratio = chosen.cost_per_request / best.cost_per_request
+        ratio = (chosen.cost_per_request or 0.0) / best.cost_per_request
     elif best.cost_per_request == 0 and chosen.cost_per_request == 0:
         ratio = 1.0
     return Route(model=chosen.model, delta_pp=chosen.delta_pp or 0.0, cost_ratio=ratio, is_best=chosen is best)
-
-
-# --- text -------------------------------------------------------------------
-
-
-def cost_ratio_text(ratio: float | None) -> str:
-    if ratio is None:
-        return "cost of the best unknown"
-    if ratio == 0:
-        return "free"
-    if ratio <= 0.5:
-        return f"1/{1 / ratio:,.0f} of the cost"
-    if ratio < 2:
-        return f"{100 * ratio:.0f}% of the cost"
-    return f"{ratio:,.1f}x the cost"
-
-
-def route_text(comparison: SuiteComparison) -> str:
-    r = comparison.route
-    if r is None:
-        return f"{comparison.suite}: no routing advice (no cost for the models within " \
-               f"{comparison.tolerance_pp:g} pp of the best)"
-    if r.is_best:
-        return f"{comparison.suite}: route to {r.model} (the most accurate is also the cheapest " \
-               f"within {comparison.tolerance_pp:g} pp)"
-    return f"{comparison.suite}: route to {r.model} ({r.delta_pp:+.1f} pp, {cost_ratio_text(r.cost_ratio)})"
-
-
-def _pct(rate: float | None) -> str:
-    return "-" if rate is None else f"{100 * rate:.1f}%"
-
-
-def significance_text(entry: Ranked, alpha: float) -> str:
-    if entry.p_value is None:
-        return "best"
-    verdict = "significant" if entry.significant else "not significant"
-    return f"p={entry.p_value:.3g} {verdict} (paired on {entry.paired}: {entry.best_only} vs {entry.this_only} discordant)"
-
-
-def format_comparison(comparison: SuiteComparison) -> list[str]:
-    """Lines for the terminal: the ranking, then the routing advice."""
-    lines = [f"{comparison.suite}: ranking, each vs the best by exact McNemar on shared examples "
-             f"(alpha {comparison.alpha:g})"]
-    width = max(len(r.model) for r in comparison.ranking)
-    for r in comparison.ranking:
-        delta = "" if r.delta_pp is None or r.p_value is None else f"{r.delta_pp:+.1f} pp"
-        lines.append(f"  {r.rank}. {r.model.ljust(width)}  {_pct(r.rate):>6}  {delta:>9}  "
-                     f"{significance_text(r, comparison.alpha)}".rstrip())
-    lines.append(route_text(comparison))
-    return lines

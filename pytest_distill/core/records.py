@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
 from typing import Any
 
 from pytest_distill.core import stats
 
-PASS, MISS, ERROR, SKIP = "pass", "miss", "error", "skip"
+
+class Outcome(StrEnum):
+    """What became of one item. str-valued: records stay plain JSON (xdist, results.json)."""
+
+    PASS = "pass"
+    MISS = "miss"  # the model answered, wrongly
+    ERROR = "error"  # the model could not answer (timeout, HTTP error) or the answer could not be scored
+    SKIP = "skip"
+    INTERNAL = "internal"  # a bug in pytest-distill itself: never the model's error rate
+
+
+PASS, MISS, ERROR, SKIP, INTERNAL = Outcome.PASS, Outcome.MISS, Outcome.ERROR, Outcome.SKIP, Outcome.INTERNAL
 PROPERTY_PREFIX = "distill."
 
 
@@ -19,7 +31,7 @@ class Record:
     model: str
     example_id: str
     repetition: int
-    outcome: str  # pass | miss | error | skip
+    outcome: str  # an Outcome value
     nodeid: str = ""
     score: float | None = None
     latency_s: float | None = None
@@ -38,6 +50,10 @@ class Record:
     error: str = ""
     scorer: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # judge verdicts, extra scorers
+
+    def __post_init__(self) -> None:
+        # A plain str: records cross xdist's channel (execnet serialises no str subclass) and JSON.
+        self.outcome = Outcome(self.outcome).value
 
     def to_properties(self) -> list[tuple[str, Any]]:
         """Flat (name, value) pairs: pytest user_properties, hence JUnit <property> elements."""
@@ -89,6 +105,7 @@ class Summary:
     mean_output_tokens: float | None
     cost_per_request: float | None
     cost_total: float | None
+    internal: int = 0  # pytest-distill's own errors (bugs): apart from the model's error rate
 
 
 def summarize(records: list[Record]) -> list[Summary]:
@@ -104,7 +121,10 @@ def _summary(suite: str, model: str, suite_path: str, records: list[Record]) -> 
     missed = sum(r.outcome == MISS for r in records)
     errors = sum(r.outcome == ERROR for r in records)
     skipped = sum(r.outcome == SKIP for r in records)
+    internal = sum(r.outcome == INTERNAL for r in records)
     ran = [r for r in records if r.outcome != SKIP]
+    # A plugin bug says nothing about the model: out of its error rate.
+    judged = [r for r in ran if r.outcome != INTERNAL]
     by_example: dict[str, set[str]] = defaultdict(set)
     for r in scored:
         by_example[r.example_id].add(r.outcome)
@@ -114,14 +134,14 @@ def _summary(suite: str, model: str, suite_path: str, records: list[Record]) -> 
     rate = passed / len(scored) if scored else 0.0
     low, high = stats.wilson_interval(rate * n_examples, n_examples)
     # Cached answers took no time: they would flatter the latency figures.
-    latencies = [r.latency_s for r in ran if r.latency_s is not None and not r.cached and r.outcome != ERROR]
-    answered = [r for r in ran if r.outcome != ERROR]
+    latencies = [r.latency_s for r in judged if r.latency_s is not None and not r.cached and r.outcome != ERROR]
+    answered = [r for r in judged if r.outcome != ERROR]
     reps = sorted({r.repetition for r in scored})
     rep_rates = []
     for rep in reps:
         rows = [r for r in scored if r.repetition == rep]
         rep_rates.append(sum(r.outcome == PASS for r in rows) / len(rows))
-    costs = [r.cost_usd for r in ran if r.cost_usd is not None]
+    costs = [r.cost_usd for r in judged if r.cost_usd is not None]
     return Summary(
         suite=suite,
         suite_path=suite_path,
@@ -134,7 +154,7 @@ def _summary(suite: str, model: str, suite_path: str, records: list[Record]) -> 
         pass_rate=passed / len(scored) if scored else None,
         ci_low=low,
         ci_high=high,
-        error_rate=errors / len(ran) if ran else 0.0,
+        error_rate=errors / len(judged) if judged else 0.0,
         repetitions=len(reps),
         rep_mean=stats.mean(rep_rates),
         rep_std=stats.stdev(rep_rates),
@@ -146,4 +166,5 @@ def _summary(suite: str, model: str, suite_path: str, records: list[Record]) -> 
         mean_output_tokens=stats.mean([r.output_tokens for r in answered]),
         cost_per_request=stats.mean(costs) if costs else None,
         cost_total=sum(costs) if costs else None,
+        internal=internal,
     )

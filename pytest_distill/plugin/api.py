@@ -3,39 +3,43 @@
     from pytest_distill import examples, assert_tool_call_equivalent
 
     @examples("suites/smart-home")
-    def test_smart_home(model, example):
-        reply = model.respond(example)
-        assert_tool_call_equivalent(reply, example.answer, tools=example.suite.tools)
+    def test_smart_home(distill_model, distill_example):
+        reply = distill_model.respond(distill_example)
+        assert_tool_call_equivalent(reply, distill_example.answer, tools=distill_example.suite.tools)
 
 `@examples` parametrizes the test over the suite's examples x --model (x --repeat), with
-the same ids as folder suites and honouring --limit. Each item records a results.Record
-through the plugin's session, so it shows in the end table, the JSON report and the JUnit
-properties: a failing assert is a miss, a provider error is an error. plugin.py routes the
-hooks and fixtures here.
+the same ids as folder suites and honouring --limit. Each item's Record is written by the
+run's Evaluator (a Case is its Target), so it shows in the end table, the JSON report and
+the JUnit properties: a failing assert is a miss, a provider error is an error, an
+exception from pytest-distill itself an internal error. hooks.py routes the hooks and
+fixtures here.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
-from pytest_distill.plugin.collect import SESSION_KEY, item_params
 from pytest_distill.core.errors import DistillError
-from pytest_distill.models.base import Completion, ProviderError
-from pytest_distill.core.records import ERROR, MISS, PASS, SKIP, PROPERTY_PREFIX
+from pytest_distill.core.records import ERROR, MISS, PASS, SKIP
+from pytest_distill.models.base import Completion, ProviderError, Request
+from pytest_distill.plugin.collect import ExampleItem, item_params
+from pytest_distill.plugin.evaluate import OUR_ERRORS, Evaluator, Target, recorded
+from pytest_distill.plugin.state import SESSION_KEY, RunState
+from pytest_distill.scoring import (
+    scorer_name_for,
+)
 from pytest_distill.scoring.base import Score
 from pytest_distill.scoring.toolcalls import tool_call_equivalence
-from pytest_distill.suite import Example, Suite, load_suite, is_suite_dir
-
-if TYPE_CHECKING:
-    from pytest_distill.plugin.session import DistillSession
+from pytest_distill.suite import Example, Suite, is_suite_dir, load_suite
 
 EXAMPLES_MARK = "distill_examples"
 CASE_FIXTURE = "distill_case"
+MODEL_FIXTURE = "distill_model"
 _SUITES = pytest.StashKey[dict[Path, Suite]]()
 _HANDLE = pytest.StashKey["ModelHandle"]()
 
@@ -76,36 +80,40 @@ def examples(suite: str | os.PathLike[str], *, limit: int | None = None):
 
     def decorate(function):
         function = pytest.mark.distill_examples(os.fspath(suite), limit=limit)(function)
-        # A hidden fixture carries the parameter, so `model` and `example` stay optional.
+        # A hidden fixture carries the parameter, so `distill_model` and `distill_example` stay optional.
         return pytest.mark.usefixtures(CASE_FIXTURE)(function)
 
     return decorate
 
 
-@dataclass(eq=False)  # identity: an Example is not hashable; the session memoizes its request here
+@dataclass(eq=False)  # identity: an Example is not hashable
 class Case:
-    """One parametrized item: which example, on which model, which repetition."""
+    """One parametrized item: which example, on which model, which repetition (an evaluate.Target)."""
 
     example: Example
     model: str
     repetition: int
+    suite_label: str  # its own table row: a custom test beside the folder suite must not merge with it
+    distill_request: Request | None = field(default=None, repr=False)
 
 
-def generate_tests(metafunc: pytest.Metafunc, session: DistillSession) -> None:
+def generate_tests(metafunc: pytest.Metafunc, state: RunState) -> None:
     mark = metafunc.definition.get_closest_marker(EXAMPLES_MARK)
     if mark is None:
         return
     if not mark.args:
         raise pytest.Collector.CollectError("@examples needs a suite folder")
     suite = _suite(mark.args[0], metafunc)
-    limits = [n for n in (session.limit, mark.kwargs.get("limit")) if n]
+    options = state.options
+    limits = [n for n in (options.limit, mark.kwargs.get("limit")) if n]
     rows = suite.examples[: min(limits)] if limits else suite.examples
+    label = f"{suite.name}::{metafunc.definition.originalname}"
     cases, ids = [], []
-    for model in session.model_names:
-        for repetition in range(1, session.repeat + 1):
+    for model in options.models:
+        for repetition in range(1, options.repeat + 1):
             for example in rows:
-                cases.append(Case(example, model, repetition))
-                ids.append(item_params(model, example, repetition, session.repeat))  # as folder suites
+                cases.append(Case(example, model, repetition, label))
+                ids.append(item_params(model, example, repetition, options.repeat))  # as folder suites
     metafunc.parametrize(CASE_FIXTURE, cases, ids=ids, indirect=True)
 
 
@@ -135,47 +143,48 @@ def case_of(item: pytest.Item) -> Case | None:
     return value if isinstance(value, Case) else None
 
 
-# --- fixtures (plugin.py declares them) ------------------------------------------------
+def targets(items: list[pytest.Item]) -> list[Target]:
+    """The items whose model answer can be requested ahead: folder items with a scorer, and
+    @examples tests that use the model fixture."""
+    found: list[Target] = []
+    for item in items:
+        if isinstance(item, ExampleItem):
+            if scorer_name_for(item.example) is not None:
+                found.append(item)
+        elif (case := case_of(item)) is not None and MODEL_FIXTURE in getattr(item, "fixturenames", ()):
+            found.append(case)
+    return found
+
+
+# --- fixtures (hooks.py declares them) ---------------------------------------------------
 
 
 def case_fixture(request: pytest.FixtureRequest) -> Case:
     case = getattr(request, "param", None)
     if not isinstance(case, Case):
-        pytest.fail("the 'model' and 'example' fixtures come with @examples(...) from pytest_distill", pytrace=False)
+        pytest.fail("the 'distill_model' and 'distill_example' fixtures come with @examples(...) from pytest_distill",
+                    pytrace=False)
     return case
 
 
 def model_fixture(request: pytest.FixtureRequest, case: Case) -> ModelHandle:
     """The example's answer is requested now, in setup: a provider failure is then a pytest
     error (not a failure), and serial runs have it prefetched with every other request."""
-    handle = ModelHandle(request.config.stash[SESSION_KEY], request.node, case)
+    handle = ModelHandle(request.config.stash[SESSION_KEY].evaluator, request.node, case)
     request.node.stash[_HANDLE] = handle
     handle.prepare()
     return handle
 
 
-class _Target:
-    """What the session reads from an item to build requests and records."""
-
-    def __init__(self, item: pytest.Item, case: Case, example: Example | None = None) -> None:
-        self.example = example or case.example
-        self.model = case.model
-        self.repetition = case.repetition
-        self.nodeid = item.nodeid
-        self.user_properties = item.user_properties
-        # Its own row in the table: a custom test beside the folder suite must not merge with it.
-        self.suite_label = f"{case.example.suite.name}::{getattr(item, 'originalname', item.name)}"
-
-
 class ModelHandle:
-    """The `model` fixture: one --model, bound to the running test."""
+    """The `distill_model` fixture: one --model, bound to the running test."""
 
-    def __init__(self, session: DistillSession, item: pytest.Item, case: Case) -> None:
+    def __init__(self, evaluator: Evaluator, item: pytest.Item, case: Case) -> None:
         self.name = case.model
-        self.entry = session.entries[case.model]
+        self.entry = evaluator.entries[case.model]
         self.repetition = case.repetition
         self.last: Completion | None = None  # the latest reply: its latency and tokens are recorded
-        self._session = session
+        self._evaluator = evaluator
         self._item = item
         self._case = case
         self._prepared: Completion | None = None
@@ -183,10 +192,12 @@ class ModelHandle:
     def __repr__(self) -> str:
         return f"<model {self.name}>"
 
-    def request(self, example: Example | None = None, **changes: Any):
+    def request(self, example: Example | None = None, **changes: Any) -> Request:
         """The Request the model gets for an example (the suite's prompt), with changes."""
-        own = example is None or example is self._case.example
-        request = self._session.request_for(self._case if own else _Target(self._item, self._case, example))
+        if example is None or example is self._case.example:
+            request = self._evaluator.request_for(self._case)
+        else:
+            request = self._evaluator.build_request(example, self._case.model)
         return request.with_params(**changes) if changes else request
 
     def prepare(self) -> None:
@@ -194,18 +205,22 @@ class ModelHandle:
 
     def respond(self, example: Example | None = None, **changes: Any) -> Completion:
         """The model's reply (a Completion: .text, .tool_calls, .usage, .latency_s) to the
-        example, through the session's engine (cache, retries, rate limits). `changes` are
+        example, through the run's engine (cache, retries, rate limits). `changes` are
         Request fields, e.g. max_tokens=64 or system="..."."""
         if self._prepared is not None and (example is None or example is self._case.example) and not changes:
             self.last = self._prepared
             return self._prepared
         try:
-            completion = self._session.engine.complete(self.entry, self.request(example, **changes), self.repetition)
+            completion = self._evaluator.engine.complete(self.entry, self.request(example, **changes), self.repetition)
         except ProviderError as exc:
-            if not _recorded(self._item):
-                self._session._record(_Target(self._item, self._case), ERROR, error=str(exc), scorer=_scorer(self._item))
+            if not recorded(self._item):
+                self._evaluator.record(self._item, self._case, ERROR, error=str(exc), scorer=_scorer(self._item))
             # One line, no traceback: in setup, pytest reports it as an error, not a failure.
             pytest.fail(f"error: {exc}", pytrace=False)
+        except OUR_ERRORS:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug in pytest-distill, not in the test or the model
+            raise self._evaluator.internal_error(self._item, self._case, exc) from None
         self.last = completion
         return completion
 
@@ -213,23 +228,23 @@ class ModelHandle:
 # --- recording the outcome ---------------------------------------------------------------
 
 
-def record_call(item: pytest.Item, session: DistillSession, exc: BaseException | None) -> None:
+def record_call(item: pytest.Item, state: RunState, exc: BaseException | None) -> None:
     """After the test body of an @examples item: its Record, unless one is written already."""
     case = case_of(item)
-    if case is None or _recorded(item):
+    if case is None or recorded(item):
         return
     if isinstance(exc, (KeyboardInterrupt, SystemExit, pytest.exit.Exception, pytest.xfail.Exception)):
         return
-    target = _Target(item, case)
+    evaluator = state.evaluator
     handle = item.stash.get(_HANDLE, None)
     completion = handle.last if handle is not None else None
     scorer = _scorer(item)
     if isinstance(exc, pytest.skip.Exception):
-        session._record(target, SKIP, explanation=str(exc.msg if hasattr(exc, "msg") else exc), scorer=scorer)
+        evaluator.record(item, case, SKIP, explanation=str(exc.msg if hasattr(exc, "msg") else exc), scorer=scorer)
         return
     if exc is not None and not isinstance(exc, (AssertionError, pytest.fail.Exception)):
-        # The test could not decide (a bug, or unexpected data): an error, never a miss.
-        session._record(target, ERROR, error=f"{type(exc).__name__}: {exc}"[:1000], scorer=scorer)
+        # The test could not decide (a bug in the test, or unexpected data): an error, never a miss.
+        evaluator.record(item, case, ERROR, error=f"{type(exc).__name__}: {exc}"[:1000], scorer=scorer)
         return
     if isinstance(exc, ToolCallMismatch):
         score = exc.score
@@ -238,14 +253,10 @@ def record_call(item: pytest.Item, session: DistillSession, exc: BaseException |
     else:
         score = Score(True, 1.0, "")
     if completion is None:
-        session._record(target, PASS if score.passed else MISS, score=score.value,
-                        explanation=score.explanation, scorer=scorer)
+        evaluator.record(item, case, PASS if score.passed else MISS, score=score.value,
+                         explanation=score.explanation, scorer=scorer)
     else:
-        session.record_answer(target, completion, score, scorer)
-
-
-def _recorded(item: pytest.Item) -> bool:
-    return any(name == PROPERTY_PREFIX + "outcome" for name, _ in item.user_properties)
+        evaluator.record_answer(item, case, completion, score, scorer)
 
 
 def _scorer(item: pytest.Item) -> str:

@@ -1,24 +1,31 @@
-"""pytest collection nodes: a suite's test file becomes one item per example x model x repetition."""
+"""pytest collection nodes: a suite's test file becomes one item per example x model x repetition.
+
+What would fail every item of a suite is found here, as one collection error naming the
+file and field: an unknown scorer, a prompt template naming a column the suite lacks.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import string
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from pytest_distill.core.errors import DistillError
-from pytest_distill.suite import Example, load_suite
-
-if TYPE_CHECKING:
-    from pytest_distill.plugin.session import DistillSession
-
-
-class ProviderFailure(Exception):
-    """The model could not answer (timeout, HTTP error, crashed server): an error, not a miss."""
-
-
-class Miss(AssertionError):
-    """The model answered, and the answer was wrong."""
+from pytest_distill.core.errors import DistillError, SuiteError
+from pytest_distill.models.base import Completion, Request
+from pytest_distill.plugin.evaluate import InternalError, Miss, ProviderFailure
+from pytest_distill.plugin.state import SESSION_KEY, RunState
+from pytest_distill.scoring import (
+    SCORERS,
+)
+from pytest_distill.suite import Example, Suite, is_suite_dir, load_suite
+from pytest_distill.suite.loader import (
+    JOB_FILE,
+    SETTINGS_FILE,
+    TEST_FILES,
+    find_test_file,
+)
 
 
 def item_params(model: str, example: Example, repetition: int, repeat: int) -> str:
@@ -31,54 +38,108 @@ def item_name(suite: str, model: str, example: Example, repetition: int, repeat:
     return f"{suite}[{item_params(model, example, repetition, repeat)}]"
 
 
+def collect_file(file_path: Path, parent: pytest.Collector) -> SuiteFile | None:
+    """The suite's test file (or its job_description.json when there is none) as a SuiteFile."""
+    folder = file_path.parent
+    if not is_suite_dir(folder):
+        return None
+    try:
+        test_file = find_test_file(folder)
+    except DistillError:  # both formats present: report it once, from job_description.json
+        return SuiteFile.from_parent(parent, path=file_path) if file_path.name == JOB_FILE else None
+    if file_path.name in TEST_FILES and file_path == test_file:
+        return SuiteFile.from_parent(parent, path=file_path)
+    if file_path.name == JOB_FILE and test_file is None:
+        return SuiteFile.from_parent(parent, path=file_path)
+    return None
+
+
+def check_suite(suite: Suite) -> None:
+    """Settings that would break every item, as one SuiteError naming distill.toml and the field."""
+    settings_file = suite.path / SETTINGS_FILE
+    name = suite.settings.scorer
+    if name is not None and name not in SCORERS:
+        raise SuiteError(settings_file, f"unknown scorer '{name}'; known: {', '.join(sorted(SCORERS))}",
+                         field="scorer")
+    template = suite.settings.user_template
+    if template:
+        problem = template_problem(template, suite.examples)
+        if problem:
+            raise SuiteError(settings_file, problem, field="prompt.user_template")
+
+
+def template_problem(template: str, examples: list[Example]) -> str | None:
+    """Why `template` can't be filled for every example (None when it can)."""
+    try:
+        names = {field.split(".")[0].split("[")[0] for _, field, _, _ in string.Formatter().parse(template)
+                 if field is not None}
+    except ValueError as exc:
+        return f"not a valid template: {exc}"
+    if any(not n or n.isdigit() for n in names):
+        return "positional fields ({} or {0}) can't be filled: name a column, e.g. {question}"
+    for example in examples:
+        missing = sorted(names - {"question", "context", *example.fields})
+        if missing:
+            return (f"{', '.join('{' + m + '}' for m in missing)} is not a column of {example.suite.test_file.name} "
+                    f"(row {example.id}); columns: {', '.join(sorted({'question', 'context', *example.fields}))}")
+    return None
+
+
 class SuiteFile(pytest.File):
     """A suite folder's test file (or its job_description.json when the test file is missing)."""
 
     def collect(self):
-        session: DistillSession = self.config.stash[SESSION_KEY]
+        state: RunState = self.config.stash[SESSION_KEY]
+        options = state.options
         try:
             suite = load_suite(self.path.parent)
+            check_suite(suite)
         except DistillError as exc:
             raise self.CollectError(str(exc)) from None
-        examples = suite.examples[: session.limit] if session.limit else suite.examples
-        for model in session.model_names:
-            for repetition in range(1, session.repeat + 1):
+        examples = suite.examples[: options.limit] if options.limit else suite.examples
+        for model in options.models:
+            for repetition in range(1, options.repeat + 1):
                 for example in examples:
-                    name = item_name(suite.name, model, example, repetition, session.repeat)
+                    name = item_name(suite.name, model, example, repetition, options.repeat)
                     yield ExampleItem.from_parent(self, name=name, example=example, model=model,
                                                   repetition=repetition, **_structured_nodeid(self, name))
 
 
 class ExampleItem(pytest.Item):
+    """One example x model x repetition of a folder suite (an evaluate.Target)."""
+
     def __init__(self, *, example: Example, model: str, repetition: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.example = example
         self.model = model
         self.repetition = repetition
-        self.completion = None
+        self.completion: Completion | None = None
+        self.distill_request: Request | None = None
         self.add_marker(pytest.mark.distill)
 
     @property
-    def distill(self) -> DistillSession:
-        return self.config.stash[SESSION_KEY]
+    def suite_label(self) -> str:
+        return self.example.suite.name
 
     def setup(self) -> None:
         # The model is asked in setup: a provider failure is then a pytest *error*,
         # and only a wrong answer (in the call phase) is a *failure*.
-        self.completion = self.distill.answer(self)
+        self.completion = self.config.stash[SESSION_KEY].evaluator.answer(self, self)
 
     def runtest(self) -> None:
-        self.distill.score(self)
+        assert self.completion is not None
+        self.config.stash[SESSION_KEY].evaluator.score(self, self, self.completion)
 
     def repr_failure(self, excinfo, style=None):
-        if isinstance(excinfo.value, (Miss, ProviderFailure)):
+        if isinstance(excinfo.value, (Miss, ProviderFailure, InternalError)):
             return str(excinfo.value)
         return super().repr_failure(excinfo, style)
 
     def _repr_failure_py(self, excinfo, style=None):
         # pytest formats setup-phase errors here, not in repr_failure: a provider's
-        # failure is one message, not a traceback through pluggy.
-        if isinstance(excinfo.value, ProviderFailure):
+        # failure is one message, not a traceback through pluggy; a plugin bug is
+        # its own traceback (InternalError's text), not pluggy's.
+        if isinstance(excinfo.value, (ProviderFailure, InternalError)):
             return str(excinfo.value)
         return super()._repr_failure_py(excinfo, style)
 
@@ -95,6 +156,3 @@ def _structured_nodeid(parent: pytest.Collector, name: str) -> dict[str, Any]:
     if parent_id is None or not bracket or not hasattr(parent_id, "with_params"):
         return {}
     return {"nodeid": parent_id.child(base).with_params(params.removesuffix("]"))}
-
-
-SESSION_KEY = pytest.StashKey["DistillSession"]()

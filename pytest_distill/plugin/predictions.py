@@ -14,15 +14,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import pytest
 
 from pytest_distill.core.errors import ConfigError, DistillError
 from pytest_distill.models.base import Completion, ProviderError
 from pytest_distill.models.registry import create_provider
+from pytest_distill.plugin.state import RunState
 from pytest_distill.suite import build_request, load_suite
-
-if TYPE_CHECKING:
-    from pytest_distill.plugin.session import DistillSession
 
 
 def prediction_text(completion: Completion) -> str:
@@ -32,31 +31,31 @@ def prediction_text(completion: Completion) -> str:
     return completion.text.strip()
 
 
-def predict(session: DistillSession, suite_dir: str | Path, model: str | None = None,
+def predict(state: RunState, suite_dir: str | Path, model: str | None = None,
             limit: int | None = None) -> dict[str, str]:
     """{example id: prediction} for the suite's examples (the first `limit`, default --limit)."""
+    options = state.options
     if model is None:
-        if len(session.model_names) != 1:
-            raise ConfigError(f"this run has several models ({', '.join(session.model_names)}): "
+        if len(options.models) != 1:
+            raise ConfigError(f"this run has several models ({', '.join(options.models)}): "
                               "pass model= to distill_predictions")
-        model = session.model_names[0]
-    entry = session.entries.get(model)
+        model = options.models[0]
+    entry = state.entries.get(model)
     if entry is None:
-        assert session.registry is not None
-        entry = session.registry.get(model)
+        entry = state.registry.get(model)
         create_provider(entry).check()
-        session.entries[model] = entry
+        state.entries[model] = entry
     if entry.temperature != 0:
         raise ConfigError(f"model '{model}' runs at temperature {entry.temperature!r}: snapshot predictions "
                           "need temperature = 0 in its models.toml entry, or they change from run to run")
     path = Path(suite_dir)
-    suite = load_suite(path if path.is_absolute() else session.config.rootpath / path)
-    limit = limit if limit is not None else session.limit
+    suite = load_suite(path if path.is_absolute() else options.rootdir / path)
+    limit = limit if limit is not None else options.limit
     examples = suite.examples[:limit] if limit else suite.examples
-    requests = [build_request(e, constrain=session.constrain, temperature=entry.temperature, seed=entry.seed,
+    requests = [build_request(e, constrain=options.constrain, temperature=entry.temperature, seed=entry.seed,
                               max_tokens=entry.max_tokens)
                 for e in examples]
-    futures = [session.engine.submit(entry, r) for r in requests]  # all in flight at the model's concurrency
+    futures = [state.evaluator.engine.submit(entry, r) for r in requests]  # all in flight at the model's concurrency
     predictions, failures = {}, []
     for example, future in zip(examples, futures, strict=True):
         try:
@@ -69,12 +68,10 @@ def predict(session: DistillSession, suite_dir: str | Path, model: str | None = 
     return predictions
 
 
-def fixture_for(session: DistillSession) -> Callable[..., dict[str, str]]:
+def fixture_for(state: RunState) -> Callable[..., dict[str, str]]:
     def distill_predictions(suite_dir: str | Path, model: str | None = None, limit: int | None = None):
-        import pytest
-
         try:
-            return predict(session, suite_dir, model=model, limit=limit)
+            return predict(state, suite_dir, model=model, limit=limit)
         except (DistillError, ProviderError) as exc:  # one line, no traceback into the plugin
             pytest.fail(f"distill_predictions: {exc}", pytrace=False)
 

@@ -10,7 +10,7 @@ from collections import defaultdict
 from typing import Any
 
 from pytest_distill.core.records import Record
-from pytest_distill.report.terminal import money
+from pytest_distill.report.fmt import money
 
 
 def _judgements(record: Record) -> list[dict[str, Any]]:
@@ -40,7 +40,7 @@ def judge_line(suite: str, model: str, records: list[Record]) -> str | None:
     elif any(c is None for c in costs):
         cost = "- (no token price: self-hosted judge)"
     else:
-        total = sum(costs)
+        total = sum(float(c or 0.0) for c in costs)  # none is None here
         cost = f"{money(total)} ({money(total / len(verdicts))}/verdict)"
     return (f"judge {suite} x {model}: {len(verdicts)} verdict(s) by {judges}: {good} good, {len(verdicts) - good} bad"
             f" ({shortcut} without a model call); {calls} judge call(s), {tokens_in} tokens in / {tokens_out} out;"

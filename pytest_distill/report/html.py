@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from pytest_distill.core import stats
-from pytest_distill.report.terminal import money
+from pytest_distill.core.compare import SuiteComparison
+from pytest_distill.report.comparison_text import route_text, significance_text
+from pytest_distill.report.fmt import money, ms, percent
 
 HERE = Path(__file__).parent
 MAX_TABLE_ROWS = 2000  # misses / errors shown; the rest stay in results.json
@@ -23,16 +25,6 @@ MAX_SAMPLES = 400  # latency dots drawn per model; the box uses every sample
 
 def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
-
-
-def _pct(rate: float | None, digits: int = 1) -> str:
-    return "-" if rate is None else f"{100 * rate:.{digits}f}%"
-
-
-def _ms(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
 
 
 def _f(x: float) -> str:
@@ -90,7 +82,7 @@ def accuracy_chart(suite: str, rows: list[dict[str, Any]], gate: float | None) -
         y = top + i * row_h
         mid = y + row_h / 2
         rate = s["rep_mean"] if s["repetitions"] > 1 and s["rep_mean"] is not None else s["pass_rate"]
-        tip = (f"{s['model']}: {_pct(rate)} (95% CI {_pct(s['ci_low'])}-{_pct(s['ci_high'])}), "
+        tip = (f"{s['model']}: {percent(rate)} (95% CI {percent(s['ci_low'])}-{percent(s['ci_high'])}), "
                f"{s['passed']} passed, {s['missed']} missed, {s['errors']} errors")
         parts.append(f'<g class="row" data-model="{_e(s["model"])}"><title>{_e(tip)}</title>')
         parts.append(f'<text x="{label_w - 8}" y="{_f(mid + 4)}" text-anchor="end">{_e(s["model"])}</text>')
@@ -101,10 +93,10 @@ def accuracy_chart(suite: str, rows: list[dict[str, Any]], gate: float | None) -
             parts.append(f'<line class="whisker" x1="{_f(lo)}" x2="{_f(hi)}" y1="{_f(mid)}" y2="{_f(mid)}"/>'
                          f'<line class="whisker" x1="{_f(lo)}" x2="{_f(lo)}" y1="{_f(mid - 5)}" y2="{_f(mid + 5)}"/>'
                          f'<line class="whisker" x1="{_f(hi)}" x2="{_f(hi)}" y1="{_f(mid - 5)}" y2="{_f(mid + 5)}"/>')
-        parts.append(f'<text x="{label_w + plot_w + 6}" y="{_f(mid + 4)}">{_pct(rate)}</text></g>')
+        parts.append(f'<text x="{label_w + plot_w + 6}" y="{_f(mid + 4)}">{percent(rate)}</text></g>')
     if gate is not None:
         parts.append(f'<line class="gate" x1="{_f(x(gate))}" x2="{_f(x(gate))}" y1="{top - 2}" y2="{height - bottom}">'
-                     f"<title>gate: {_pct(gate)}</title></line>")
+                     f"<title>gate: {percent(gate)}</title></line>")
     parts.append("</svg>")
     return "".join(parts)
 
@@ -166,7 +158,7 @@ def cost_chart(suite: str, rows: list[dict[str, Any]]) -> tuple[str, list[str]]:
         parts.append(f'<polyline class="front" points="{path}"/>')
     for name, cost, rate in points:
         cls = "point pareto" if name in front else "point"
-        tip = f"{name}: {_pct(rate)} at {money(cost)} per million requests" + (" (Pareto front)" if name in front else "")
+        tip = f"{name}: {percent(rate)} at {money(cost)} per million requests" + (" (Pareto front)" if name in front else "")
         parts.append(f'<g data-model="{_e(name)}"><title>{_e(tip)}</title>'
                      f'<circle class="{cls}" cx="{_f(xs(cost))}" cy="{_f(ys(rate))}" r="5"/>'
                      f'<text x="{_f(xs(cost) + 8)}" y="{_f(ys(rate) + 4)}">{_e(name)}</text></g>')
@@ -198,10 +190,10 @@ def latency_chart(suite: str, models: list[str], samples: dict[str, list[float]]
     parts.append(f'<text x="{label_w + plot_w / 2}" y="{height - 6}" text-anchor="middle">{unit}</text></g>')
     for i, model in enumerate(rows):
         values = sorted(samples[model])
-        q = {p: stats.percentile(values, p) for p in (5, 25, 50, 75, 95, 99)}
+        q = {p: stats.percentile(values, p) or 0.0 for p in (5, 25, 50, 75, 95, 99)}  # values: never empty
         mid = top + i * row_h + row_h / 2
-        tip = (f"{model}: n={len(values)}, p50 {_ms(q[50])}, p95 {_ms(q[95])}, p99 {_ms(q[99])}, "
-               f"max {_ms(values[-1])}")
+        tip = (f"{model}: n={len(values)}, p50 {ms(q[50])}, p95 {ms(q[95])}, p99 {ms(q[99])}, "
+               f"max {ms(values[-1])}")
         parts.append(f'<g class="row" data-model="{_e(model)}"><title>{_e(tip)}</title>'
                      f'<text x="{label_w - 8}" y="{_f(mid + 4)}" text-anchor="end">{_e(model)}</text>')
         step = max(1, len(values) // MAX_SAMPLES)
@@ -223,7 +215,7 @@ def latency_chart(suite: str, models: list[str], samples: dict[str, list[float]]
 def _rate_cell(s: dict[str, Any]) -> str:
     if s["repetitions"] > 1 and s["rep_mean"] is not None:
         return f"{100 * s['rep_mean']:.1f} ± {100 * (s['rep_std'] or 0):.1f}%"
-    return _pct(s["pass_rate"])
+    return percent(s["pass_rate"])
 
 
 def _summary_table(summaries: list[dict[str, Any]]) -> str:
@@ -238,9 +230,9 @@ def _summary_table(summaries: list[dict[str, Any]]) -> str:
         verdict = "" if gate is None else (
             f'<span class="badge {"pass" if gate["passed"] else "fail"}" title="{_e(gate["reason"])}">'
             f'{"PASS" if gate["passed"] else "FAIL"}</span>')
-        ci = f"{_pct(s['ci_low'])}-{_pct(s['ci_high'])}" if s["pass_rate"] is not None else "-"
+        ci = f"{percent(s['ci_low'])}-{percent(s['ci_high'])}" if s["pass_rate"] is not None else "-"
         cells = (s["suite"], s["model"], s["n"], s["passed"], s["missed"], s["errors"], _rate_cell(s), ci,
-                 _ms(s["latency_p50"]), _ms(s["latency_p95"]), _ms(s["latency_p99"]),
+                 ms(s["latency_p50"]), ms(s["latency_p95"]), ms(s["latency_p99"]),
                  money(s["cost"]["per_million"]), s["cost"]["basis"])
         out.append("<tr>" + "".join(f'<td class="{"num" if i in numeric else ""}">{_e(c)}</td>'
                                     for i, c in enumerate(cells)) + f"<td>{verdict}</td></tr>")
@@ -249,12 +241,10 @@ def _summary_table(summaries: list[dict[str, Any]]) -> str:
 
 
 def _comparison(comparison: dict[str, Any]) -> str:
-    from pytest_distill.core.compare import SuiteComparison, route_text, significance_text
-
     obj = SuiteComparison.from_dict(comparison)
     ranking = obj.ranking
     rows = "".join(
-        f'<tr><td class="num">{r.rank}</td><td>{_e(r.model)}</td><td class="num">{_pct(r.rate)}</td>'
+        f'<tr><td class="num">{r.rank}</td><td>{_e(r.model)}</td><td class="num">{percent(r.rate)}</td>'
         f'<td class="num">{"" if r.p_value is None or r.delta_pp is None else f"{r.delta_pp:+.1f} pp"}</td>'
         f'<td>{_e(significance_text(r, obj.alpha))}</td><td class="num">'
         f'{_e(money(None if r.cost_per_request is None else r.cost_per_request * 1e6))}</td></tr>'
@@ -293,7 +283,7 @@ def _baseline(baseline: dict[str, Any]) -> str:
         change = "-" if d["delta_pp"] is None else f"{d['delta_pp']:+.1f} pp"
         p_value = "-" if d["p_value"] is None else f"{d['p_value']:.3g}"
         rows.append(f'<tr><td>{_e(d["suite"])}</td><td>{_e(d["model"])}</td><td class="num">{d["shared"]}</td>'
-                    f'<td class="num">{_pct(d["baseline_rate"])}</td><td class="num">{_pct(d["rate"])}</td>'
+                    f'<td class="num">{percent(d["baseline_rate"])}</td><td class="num">{percent(d["rate"])}</td>'
                     f'<td class="num">{change}</td><td class="num">{p_value}</td>'
                     f"<td>{len(d['newly_failing'])}</td><td>{_e(failing)}</td></tr>")
     return (f'<p class="meta">Baseline <code>{_e(baseline["path"])}</code> from {_e(baseline.get("created_at"))}; '
@@ -354,6 +344,11 @@ def render(document: dict[str, Any]) -> str:
     body.append("<h2>Errors</h2>" + _records_table(
         "errors", errors, [("suite", "suite"), ("model", "model"), ("example", "example_id"), ("rep", "repetition"),
                            ("error", "error")], "errors"))
+    internal = [r for r in records if r["outcome"] == "internal"]
+    if internal:  # plugin bugs: kept apart from the model's errors
+        body.append("<h2>pytest-distill internal errors</h2>" + _records_table(
+            "internal", internal, [("suite", "suite"), ("model", "model"), ("example", "example_id"),
+                                   ("rep", "repetition"), ("traceback", "error")], "internal errors"))
     if gates:
         body.append("<h2>Gates</h2><ul>" + "".join(
             f'<li><span class="badge {"pass" if g["passed"] else "fail"}">{"PASS" if g["passed"] else "FAIL"}</span> '

@@ -9,7 +9,7 @@ run before the junitxml plugin's pytest_sessionfinish writes the file.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -46,7 +46,7 @@ def add_gate_testcases(config: pytest.Config, results: list[GateResult]) -> int:
                       ("distill.gate.max_regression", result.gate.max_regression),
                       ("distill.gate.regression_pp", result.regression_pp)]
         location = (result.suite_path or result.suite, None, f"{GATE_TESTCASE}[{result.model}]")
-        keywords = {GATE_TESTCASE: 1}
+        keywords: dict[str, Literal[1]] = {GATE_TESTCASE: 1}
         call = pytest.TestReport(nodeid, location, keywords, "passed" if result.passed else "failed",
                                  None if result.passed else f"gate failed: {result.reason}", "call")
         teardown = pytest.TestReport(nodeid, location, keywords, "passed", None, "teardown",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_distill.report.terminal import money
+from pytest_distill.core.compare import SuiteComparison
+from pytest_distill.report.comparison_text import route_text
+from pytest_distill.report.fmt import money, ms, percent
 
 MAX_LISTED = 20  # newly failing examples named per suite x model
 
@@ -12,14 +14,6 @@ MAX_LISTED = 20  # newly failing examples named per suite x model
 def _cell(value: Any) -> str:
     text = "" if value is None else str(value)
     return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _pct(rate: float | None) -> str:
-    return "-" if rate is None else f"{100 * rate:.1f}%"
-
-
-def _ms(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds * 1000:.0f} ms"
 
 
 def _table(head: list[str], rows: list[list[Any]], right: set[int]) -> list[str]:
@@ -36,12 +30,12 @@ def render(document: dict[str, Any]) -> str:
     rows = []
     for s in document["summaries"]:
         rate = (f"{100 * s['rep_mean']:.1f} ± {100 * (s['rep_std'] or 0):.1f}%"
-                if s["repetitions"] > 1 and s["rep_mean"] is not None else _pct(s["pass_rate"]))
-        ci = f"{_pct(s['ci_low'])}–{_pct(s['ci_high'])}" if s["pass_rate"] is not None else "-"
+                if s["repetitions"] > 1 and s["rep_mean"] is not None else percent(s["pass_rate"]))
+        ci = f"{percent(s['ci_low'])}–{percent(s['ci_high'])}" if s["pass_rate"] is not None else "-"
         gate = s.get("gate")
         verdict = "" if gate is None else ("✅ pass" if gate["passed"] else "❌ FAIL")
-        rows.append([s["suite"], s["model"], s["n"], rate, ci, s["errors"], _ms(s["latency_p50"]),
-                     _ms(s["latency_p95"]), money(s["cost"]["per_million"]), verdict])
+        rows.append([s["suite"], s["model"], s["n"], rate, ci, s["errors"], ms(s["latency_p50"]),
+                     ms(s["latency_p95"]), money(s["cost"]["per_million"]), verdict])
     lines += _table(["suite", "model", "n", "pass rate", "95% CI", "errors", "p50", "p95", "$/1M req", "gate"],
                     rows, {2, 3, 5, 6, 7, 8})
     gates = document["gates"]
@@ -53,7 +47,7 @@ def render(document: dict[str, Any]) -> str:
         lines += ["", "**Comparison** (each model vs the best: exact McNemar on shared examples)", ""]
         for c in document["comparisons"]:
             ranking = "; ".join(
-                f"{r['rank']}. {r['model']} {_pct(r['rate'])}"
+                f"{r['rank']}. {r['model']} {percent(r['rate'])}"
                 + ("" if r["p_value"] is None or r["delta_pp"] is None else
                    f" ({r['delta_pp']:+.1f} pp, p={r['p_value']:.3g}"
                    f"{', significant' if r['significant'] else ''})")
@@ -67,17 +61,17 @@ def render(document: dict[str, Any]) -> str:
         for d in baseline["deltas"]:
             failing = d["newly_failing"]
             named = ", ".join(failing[:MAX_LISTED]) + (", …" if len(failing) > MAX_LISTED else "")
-            brows.append([d["suite"], d["model"], d["shared"], _pct(d["baseline_rate"]), _pct(d["rate"]),
+            brows.append([d["suite"], d["model"], d["shared"], percent(d["baseline_rate"]), percent(d["rate"]),
                           "-" if d["delta_pp"] is None else f"{d['delta_pp']:+.1f} pp",
                           f"{len(failing)}" + (f": {named}" if failing else "")])
         lines += _table(["suite", "model", "shared", "baseline", "now", "change", "newly failing"], brows, {2, 3, 4, 5})
     misses = sum(1 for r in document["records"] if r["outcome"] == "miss")
     errors = sum(1 for r in document["records"] if r["outcome"] == "error")
-    lines += ["", f"{len(document['records'])} items: {misses} misses, {errors} errors."]
+    internal = sum(1 for r in document["records"] if r["outcome"] == "internal")
+    lines += ["", f"{len(document['records'])} items: {misses} misses, {errors} errors"
+              + (f", {internal} pytest-distill internal errors (plugin bugs, not the model's)." if internal else ".")]
     return "\n".join(lines) + "\n"
 
 
 def _route(comparison: dict[str, Any]) -> str:
-    from pytest_distill.core.compare import SuiteComparison, route_text
-
     return route_text(SuiteComparison.from_dict(comparison))

@@ -20,6 +20,7 @@ A candidate identical to the reference (up to whitespace) is good without a mode
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -27,9 +28,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_distill.models.base import Completion, OutputConstraint, ProviderError, Request, Usage
+from pytest_distill.models.base import (
+    Completion,
+    OutputConstraint,
+    ProviderError,
+    Request,
+    Usage,
+)
 from pytest_distill.scoring.base import Score, ScoringError
 from pytest_distill.scoring.text import answer_text, reference_texts
+from pytest_distill.suite.model import Example
+from pytest_distill.suite.prompts import (
+    user_text,  # the judge sees the input the model saw
+)
 
 VERDICTS = ("good", "bad")
 REASON_MAX_CHARS = 300
@@ -287,8 +298,6 @@ class Judge:
 
 def judge_inputs(example, completion: Completion) -> dict[str, str]:
     """question (as the model saw it), reference and candidate texts for grading."""
-    from pytest_distill.suite.prompts import user_text  # the judge sees the input the model saw
-
     if isinstance(example.question, str):
         question = user_text(example)
     else:
@@ -302,11 +311,9 @@ def judge_inputs(example, completion: Completion) -> dict[str, str]:
     return {"question": question, "reference": reference, "candidate": candidate}
 
 
-def score_judge(example, completion: Completion, *, judge: Judge | None = None) -> Score:
-    """The `judge` scorer. Needs a Judge (the session passes one); raises JudgeError when
-    no verdict can be had, so a judging failure is an error, never a pass or a miss."""
-    if judge is None:
-        raise JudgeError("the judge scorer needs a judge model (--judge, or judge = ... in distill.toml)")
+def score_judge(example: Example, completion: Completion, *, judge: Judge) -> Score:
+    """The `judge` scorer: raises JudgeError when no verdict can be had, so a judging
+    failure is an error, never a pass or a miss."""
     inputs = judge_inputs(example, completion)
     outcome = judge.grade(**inputs, instructions=example.suite.judge_instructions)
     verdict = outcome.verdict
@@ -319,4 +326,6 @@ def score_judge(example, completion: Completion, *, judge: Judge | None = None) 
                  expected=inputs["reference"], got=inputs["candidate"], details={"judge": outcome.to_extra()})
 
 
-score_judge.needs_judge = True  # type: ignore[attr-defined]  # the session passes judge=
+def judge_scorer(judge: Judge) -> Callable[[Example, Completion], Score]:
+    """The `judge` scorer bound to its judge model (scoring.make_scorer builds it)."""
+    return functools.partial(score_judge, judge=judge)

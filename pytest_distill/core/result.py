@@ -1,0 +1,78 @@
+"""RunResult: everything a finished run decided and measured, as one immutable value.
+
+plugin/finish.py builds it (records -> summaries -> costs -> baseline -> gates -> exit
+status -> comparisons); every report renders from it and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_distill.core.baseline import BaselineDelta
+from pytest_distill.core.compare import SuiteComparison
+from pytest_distill.core.cost import Cost
+from pytest_distill.core.gates import Gate, GateResult
+from pytest_distill.core.records import INTERNAL, SKIP, Record, Summary
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """How the run was invoked (results.json's "run")."""
+
+    args: tuple[str, ...]
+    rootdir: str
+    models: tuple[str, ...]
+    limit: int | None
+    repeat: int
+    constrain: bool
+    min_pass_rate: float | None
+    max_regression: float | None
+    route_tolerance_pp: float
+    alpha: float
+    baseline: str | None
+    workers: int  # xdist workers; 0 for a serial run
+    exit_status: int
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class BaselineRun:
+    path: str
+    created_at: str | None
+    deltas: tuple[BaselineDelta, ...]
+
+
+@dataclass(frozen=True)
+class SuiteGate:
+    path: str  # the suite folder, relative to the rootdir
+    gate: Gate
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run: RunInfo
+    records: tuple[Record, ...]
+    summaries: tuple[Summary, ...]
+    costs: Mapping[tuple[str, str], Cost]  # (suite, model) -> cost per request and its basis
+    gates: tuple[GateResult, ...]
+    suites: Mapping[str, SuiteGate]  # suite name -> its folder and gate
+    comparisons: tuple[SuiteComparison, ...]
+    baseline: BaselineRun | None
+    models: Mapping[str, Mapping[str, Any]]  # the entries as reports show them (no secrets)
+    cost_notes: tuple[str, ...] = field(default=())
+
+    def cost(self, suite: str, model: str) -> Cost:
+        return self.costs.get((suite, model)) or Cost(None, "-")
+
+    def gate_of(self, suite: str, model: str) -> GateResult | None:
+        return next((g for g in self.gates if g.suite == suite and g.model == model), None)
+
+    @property
+    def skipped(self) -> int:
+        return sum(r.outcome == SKIP for r in self.records)
+
+    @property
+    def internal_errors(self) -> tuple[Record, ...]:
+        return tuple(r for r in self.records if r.outcome == INTERNAL)

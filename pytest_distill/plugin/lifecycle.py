@@ -1,0 +1,84 @@
+"""Opening and closing a run: models resolved, cache opened, managed servers started.
+
+Everything a typo or a missing key breaks is found here, before any request, as one line.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from pytest_distill.models.registry import ModelEntry, Registry
+from pytest_distill.plugin import xdist
+from pytest_distill.plugin.evaluate import Evaluator
+from pytest_distill.plugin.options import RunOptions
+from pytest_distill.plugin.state import RunState
+from pytest_distill.report.results_file import read_results
+from pytest_distill.runtime.cache import SqliteCache, open_cache
+from pytest_distill.runtime.engine import Engine
+from pytest_distill.runtime.servers import ServerPool
+
+
+def open_run(config: pytest.Config) -> RunState:
+    """Read the options and resolve every --model (and --judge); raises DistillError."""
+    options = RunOptions.from_config(config)
+    worker = xdist.is_worker(config)
+    # Read now: a bad baseline file stops the run before any request.
+    baseline = read_results(options.baseline_file) if options.baseline_file and not worker else None
+    registry = Registry(options.models_file)
+    cache = open_cache(options.cache_dir, options.cache_mode, options.rootdir)
+    # On a worker: the servers the controller started (pytest_configure_node).
+    servers = xdist.worker_servers(config) if worker else ServerPool()
+
+    def resolve(name: str) -> ModelEntry:
+        return resolve_entry(registry, name, cache, worker, servers)
+
+    entries = {name: resolve(name) for name in options.models}
+    evaluator = Evaluator(options, entries, resolve, lambda: Engine(cache=cache, servers=servers))
+    if options.judge:  # resolve now: a typo stops the run before any request
+        evaluator.judge_entry(options.judge)
+    return RunState(config=config, options=options, registry=registry, entries=entries,
+                    cache=cache, servers=servers, evaluator=evaluator, baseline=baseline)
+
+
+def resolve_entry(registry: Registry, name: str, cache: SqliteCache | None, worker: bool,
+                  servers: ServerPool) -> ModelEntry:
+    """A registry entry made ready for this process: its share of threads and in-flight
+    requests under xdist, and its key checked (a missing key stops the run in one line)."""
+    entry = registry.get(name)
+    provider = servers.provider_for(entry)
+    xdist.share_out(entry, provider.max_concurrency, worker)
+    if cache is None or not cache.replay_only:  # replay never calls the API: no key needed
+        provider.check()
+    return entry
+
+
+def start_servers(state: RunState) -> None:
+    """Start the servers managed models need (vLLM): once, in the controller or a serial run."""
+    if state.is_worker or state.options.collect_only:
+        return
+    if state.cache is not None and state.cache.replay_only:
+        return  # replay never calls the model
+    # --judge was resolved at start: a managed judge gets its server too.
+    candidates = [*state.entries.values(), *state.evaluator.judge_entries]
+    entries = [e for e in candidates if state.servers.needs_server(e)]
+    if not entries:
+        return
+    reporter = state.config.pluginmanager.get_plugin("terminalreporter")
+
+    def progress(line: str) -> None:
+        if reporter is not None:
+            reporter.write_line(line)
+
+    cache = getattr(state.config, "cache", None)
+    log_dir = cache.mkdir("pytest-distill") if cache is not None else Path(tempfile.mkdtemp(prefix="pytest-distill-"))
+    state.servers.start(entries, log_dir, progress)
+
+
+def close(state: RunState) -> None:
+    state.evaluator.close()
+    if state.cache is not None:
+        state.cache.close()
+    state.servers.stop()

@@ -1,0 +1,193 @@
+"""Command-line and ini options, read once into a typed, validated RunOptions.
+
+Every option problem is a ConfigError with one line (the hooks turn it into a usage error).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pytest_distill.core.errors import ConfigError
+from pytest_distill.plugin import xdist
+from pytest_distill.suite.loader import (
+    CONFIG_FILES,
+    JOB_FILE,
+    SETTINGS_FILE,
+    TEST_FILES,
+)
+
+DEFAULT_MODEL = "smollm2-135m"  # the embedded model: runs offline
+DEFAULT_JUDGE = "smollm2-135m"  # offline default; --judge or distill.toml `judge` for a real one
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("distill", "pytest-distill: evaluate language models on suite folders")
+    group.addoption("--model", action="append", dest="distill_models", metavar="NAME",
+                    help="model to evaluate (repeatable; each model runs every example). "
+                         "Default: smollm2-135m, the embedded model.")
+    group.addoption("--limit", type=int, dest="distill_limit", metavar="N",
+                    help="evaluate only the first N examples of each suite")
+    group.addoption("--repeat", type=int, default=1, dest="distill_repeat", metavar="N",
+                    help="run every example N times as separate items (ids carry -rK)")
+    group.addoption("--distill-models", dest="distill_models_file", metavar="FILE",
+                    help="project models file (default: models.toml at the rootdir)")
+    group.addoption("--judge", dest="distill_judge", metavar="NAME",
+                    help="model that grades free-text answers (scorer 'judge'); default: the suite's "
+                         "distill.toml judge, else smollm2-135m (offline)")
+    group.addoption("--distill-unconstrained", action="store_true", dest="distill_unconstrained",
+                    help="don't constrain classification output to the label set")
+    group.addoption("--min-pass-rate", type=float, dest="distill_min_pass_rate", metavar="RATE",
+                    help="gate every suite x model on this pass rate (0..1), overriding distill.toml")
+    group.addoption("--max-regression", type=float, dest="distill_max_regression", metavar="PP",
+                    help="with --distill-baseline: fail a suite x model whose pass rate dropped more than PP "
+                         "percentage points, overriding distill.toml [gate] max_regression")
+    group.addoption("--distill-baseline", dest="distill_baseline", metavar="FILE",
+                    help="compare the run with a results.json from an earlier --distill-report")
+    group.addoption("--distill-report", dest="distill_report", metavar="DIR",
+                    help="write results.json, report.html and summary.md into DIR")
+    group.addoption("--route-tolerance", type=float, default=1.0, dest="distill_route_tolerance", metavar="PP",
+                    help="routing advice: the cheapest model within PP percentage points of the best (default 1)")
+    group.addoption("--distill-cache", dest="distill_cache", metavar="DIR",
+                    help="response cache directory (sqlite); answers are reused by request key")
+    group.addoption("--distill-cache-mode", dest="distill_cache_mode", metavar="MODE",
+                    choices=["off", "readwrite", "read", "write", "replay"],
+                    help="off | readwrite (default with a DIR) | read (no stores) | write (refresh) | "
+                         "replay (a miss is an error: offline CI)")
+    group.addoption("--distill-bench", action="store_true", dest="distill_bench",
+                    help="load benchmark instead of evaluating: replay the collected items' requests at a fixed "
+                         "concurrency and report req/s, tokens/s, latency and TTFT percentiles, server memory")
+    group.addoption("--distill-bench-concurrency", type=int, dest="distill_bench_concurrency", metavar="C",
+                    help="requests in flight during --distill-bench (default: the model's max_concurrency, else 8)")
+    group.addoption("--distill-bench-requests", type=int, dest="distill_bench_requests", metavar="N",
+                    help="measured requests (default 100 unless --distill-bench-duration is given)")
+    group.addoption("--distill-bench-duration", type=float, dest="distill_bench_duration", metavar="S",
+                    help="measure for S seconds instead of a number of requests")
+    group.addoption("--distill-bench-warmup", type=int, dest="distill_bench_warmup", metavar="W",
+                    help="uncounted warm-up requests first (default: the concurrency)")
+    parser.addini("distill_models_file", "project models file (default: models.toml at the rootdir)")
+    parser.addini("distill_cache", "response cache directory (as --distill-cache)")
+    parser.addini("distill_cache_mode", "response cache mode (as --distill-cache-mode)")
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """--distill-bench's settings (None where the model's default applies)."""
+
+    concurrency: int | None
+    requests: int | None
+    duration_s: float | None
+    warmup: int | None
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    models: tuple[str, ...]
+    limit: int | None
+    repeat: int
+    constrain: bool
+    min_pass_rate: float | None
+    max_regression: float | None
+    route_tolerance: float  # percentage points
+    report_dir: Path | None  # absolute
+    baseline_path: str | None  # as given (reports show it)
+    judge: str | None
+    models_file: Path | None  # absolute; None: the built-in models only
+    cache_dir: str | None
+    cache_mode: str | None
+    collect_only: bool
+    bench: BenchOptions | None  # set with --distill-bench
+    invocation_dir: Path
+    rootdir: Path
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> RunOptions:
+        """Read and check every option; raises ConfigError with one line."""
+        get = config.getoption
+        options = cls(
+            models=tuple(dict.fromkeys(get("distill_models") or [DEFAULT_MODEL])),
+            limit=get("distill_limit"),
+            repeat=get("distill_repeat"),
+            constrain=not get("distill_unconstrained"),
+            min_pass_rate=get("distill_min_pass_rate"),
+            max_regression=get("distill_max_regression"),
+            route_tolerance=get("distill_route_tolerance"),
+            report_dir=config.invocation_params.dir / get("distill_report") if get("distill_report") else None,
+            baseline_path=get("distill_baseline"),
+            judge=get("distill_judge", None),
+            models_file=_models_file(config),
+            cache_dir=get("distill_cache") or config.getini("distill_cache") or None,
+            cache_mode=get("distill_cache_mode") or config.getini("distill_cache_mode") or None,
+            collect_only=bool(get("collectonly")),
+            bench=_bench(config),
+            invocation_dir=config.invocation_params.dir,
+            rootdir=config.rootpath,
+        )
+        options.check()
+        if not xdist.is_worker(config):
+            check_named_folders([str(a) for a in config.args], config.invocation_params.dir)
+        return options
+
+    def check(self) -> None:
+        if self.repeat < 1:
+            raise ConfigError(f"--repeat must be at least 1, got {self.repeat}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"--limit must be at least 1, got {self.limit}")
+        if self.min_pass_rate is not None and not 0 <= self.min_pass_rate <= 1:
+            raise ConfigError(f"--min-pass-rate must be between 0 and 1, got {self.min_pass_rate:g}")
+        if self.max_regression is not None and self.max_regression < 0:
+            raise ConfigError(f"--max-regression is in percentage points, at least 0; got {self.max_regression:g}")
+        if self.route_tolerance < 0:
+            raise ConfigError(f"--route-tolerance is in percentage points, at least 0; got {self.route_tolerance:g}")
+
+    @property
+    def baseline_file(self) -> Path | None:
+        return None if self.baseline_path is None else self.invocation_dir / self.baseline_path
+
+
+def _models_file(config: pytest.Config) -> Path | None:
+    option = config.getoption("distill_models_file") or config.getini("distill_models_file")
+    if option:
+        path = Path(option)
+        return path if path.is_absolute() else config.rootpath / path
+    default = config.rootpath / "models.toml"
+    return default if default.is_file() else None
+
+
+def _bench(config: pytest.Config) -> BenchOptions | None:
+    get = config.getoption
+    if not get("distill_bench"):
+        return None
+    if xdist.requested(config) and not xdist.is_worker(config):
+        raise ConfigError("--distill-bench measures one client at a fixed concurrency: run it without -n")
+    for name in ("distill_bench_concurrency", "distill_bench_requests", "distill_bench_warmup"):
+        value = get(name)
+        least = 0 if name.endswith("warmup") else 1
+        if value is not None and value < least:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least {least}")
+    duration = get("distill_bench_duration")
+    if duration is not None and duration <= 0:
+        raise ConfigError("--distill-bench-duration must be positive")
+    return BenchOptions(get("distill_bench_concurrency"), get("distill_bench_requests"), duration,
+                        get("distill_bench_warmup"))
+
+
+# Files that only a suite folder has: a named folder holding one of them, but no
+# job_description.json, was meant as a suite.
+_SUITE_FILES = (*TEST_FILES, SETTINGS_FILE, *CONFIG_FILES)
+
+
+def check_named_folders(args: list[str], invocation_dir: Path) -> None:
+    """A folder named on the command line that looks like a suite but is not one stops the run
+    with one line, instead of 'no tests ran'."""
+    for arg in args:
+        path = Path(arg.split("::", 1)[0])
+        folder = path if path.is_absolute() else invocation_dir / path
+        if not folder.is_dir() or (folder / JOB_FILE).is_file():
+            continue
+        found = [name for name in _SUITE_FILES if (folder / name).is_file()]
+        if found:
+            raise ConfigError(f"{arg} is not a suite folder: it has {', '.join(found)} but no {JOB_FILE}")
+

@@ -1,0 +1,59 @@
+"""What a finished run shows and writes: the terminal summary, the report files, and the
+--distill-bench results. Renderers live in report/; this module only hands them the RunResult."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from pytest_distill.bench import load as bench
+from pytest_distill.plugin.collect import ExampleItem
+from pytest_distill.plugin.state import RunState
+from pytest_distill.report import terminal
+from pytest_distill.report.write import append_step_summary, write_reports
+
+
+def publish(state: RunState) -> None:
+    """Write --distill-report's files and the GitHub step summary; notes what was written."""
+    result = state.result
+    if result is None or not result.summaries:
+        return
+    report_dir = state.options.report_dir
+    if report_dir is None and not os.environ.get("GITHUB_STEP_SUMMARY"):
+        return
+    try:
+        if report_dir is not None:
+            state.notes += [(f"distill report: {path}", False) for path in write_reports(report_dir, result)]
+        append_step_summary(result)
+    except OSError as exc:
+        state.notes.append((f"distill report not written: {exc.filename or report_dir}: {exc.strerror}", True))
+
+
+def terminal_summary(state: RunState, reporter: Any) -> None:
+    result = state.result
+    if result is not None and result.summaries:
+        reporter.write_sep("=", "pytest-distill")
+        for line in terminal.render(result):
+            reporter.write_line(line)
+        for line, problem in state.notes:
+            reporter.write_line(line, red=problem)
+    if state.bench_results:
+        reporter.write_sep("=", "pytest-distill bench")
+        for line in bench.summary_lines(state.bench_results, dict(state.entries)):
+            reporter.write_line(line)
+
+
+def run_bench(state: RunState, items: list[pytest.Item]) -> None:
+    """--distill-bench: replay the collected items' requests under load instead of running them."""
+    options = state.options.bench
+    assert options is not None
+    requests = {name: [state.evaluator.request_for(i) for i in items if isinstance(i, ExampleItem) and i.model == name]
+                for name in state.entries}
+    reporter = state.config.pluginmanager.get_plugin("terminalreporter")
+    state.bench_results = bench.run_models(
+        state.entries, requests, concurrency=options.concurrency, count=options.requests,
+        duration_s=options.duration_s, warmup=options.warmup, pytest_cache=getattr(state.config, "cache", None),
+        servers=state.servers,
+        say=reporter.write_line if reporter is not None else None)
