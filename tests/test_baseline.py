@@ -7,9 +7,9 @@ import json
 import pytest
 
 from pytest_distill.core.baseline import compare_to_baseline
-from pytest_distill.report.results_file import read_results
 from pytest_distill.core.errors import ConfigError
 from pytest_distill.core.records import Record
+from pytest_distill.report.results_file import read_results
 
 from helpers.chat_server import SERIAL, XDIST, FakeChatServer, distill_project, numbered_rows
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import pytest
 from scipy import stats as sps
 
-from pytest_distill.core.cost import tie_key
 from pytest_distill.core.compare import Ranked, compare, example_outcomes, paired_test, route
-from pytest_distill.report.comparison_text import cost_ratio_text, route_text
+from pytest_distill.core.cost import tie_key
 from pytest_distill.core.records import MISS, PASS, Record, summarize
+from pytest_distill.report.comparison_text import cost_ratio_text, route_text
 
 from helpers.chat_server import FakeChatServer, distill_project, numbered_rows
 

@@ -4,6 +4,7 @@ not suites, and ties, serial and under xdist (pytester against a fake server).""
 from __future__ import annotations
 
 import pytest
+
 from helpers.chat_server import SERIAL, XDIST, FakeChatServer, distill_project
 from helpers.suites import TOPIC_ROWS, summary_row, write_suite
 

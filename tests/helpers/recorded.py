@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import csv
 import json
 import re
 import shutil
@@ -83,8 +82,8 @@ BANKING77 = ROOT / "suites" / "banking77"
 
 
 def suite_answers(folder: Path = BANKING77) -> dict[str, str]:
-    with (folder / "test.csv").open(newline="") as fh:
-        return {row["question"].strip(): row["answer"].strip() for row in csv.DictReader(fh)}
+    rows = [json.loads(line) for line in (folder / "test.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {row["question"].strip(): row["answer"].strip() for row in rows}
 
 
 def _question(api: str, body: dict[str, Any]) -> str:
