@@ -184,7 +184,7 @@ class SqliteCache:
             Completion.from_dict(value)  # must still read as an answer
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
-        return value  # type: ignore[no-any-return]
+        return value
 
     def put(self, key: str, value: dict[str, Any]) -> None:
         if not self.writes:

@@ -7,6 +7,7 @@ import string
 
 from pytest_distill.models.base import Completion
 from pytest_distill.scoring.base import Score
+from pytest_distill.suite.model import Example
 
 _PREFIX = re.compile(r"^\s*(?:the\s+)?(?:label|class|category|answer|intent)\s*(?:is)?\s*[:=\-]?\s*", re.IGNORECASE)
 _EDGE = string.punctuation + string.whitespace + "“”‘’«»`"
@@ -30,5 +31,5 @@ def exact_match(expected: str, got: str) -> Score:
                  expected=expected, got=got.strip())
 
 
-def score_label(example, completion: Completion) -> Score:
+def score_label(example: Example, completion: Completion) -> Score:
     return exact_match(example.answer, completion.text)

@@ -296,7 +296,7 @@ class Judge:
 # --- the scorer --------------------------------------------------------------
 
 
-def judge_inputs(example, completion: Completion) -> dict[str, str]:
+def judge_inputs(example: Example, completion: Completion) -> dict[str, str]:
     """question (as the model saw it), reference and candidate texts for grading."""
     if isinstance(example.question, str):
         question = user_text(example)

@@ -37,6 +37,7 @@ from typing import Any
 from pytest_distill.models.base import Completion
 from pytest_distill.scoring.base import Score, ScoringError
 from pytest_distill.scoring.text import answer_text
+from pytest_distill.suite.model import Example
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ def tokenize(sql: str) -> list[Token]:
     tokens = []
     for match in _TOKEN.finditer(sql):
         kind = match.lastgroup
-        if kind not in ("ws", "comment"):
+        if kind is not None and kind not in ("ws", "comment"):
             tokens.append(Token(kind, match.group()))
     return tokens
 
@@ -207,7 +208,7 @@ class Schema:
         return {c.name.lower() for t in self.tables for c in t.columns}
 
 
-def _schema_authorizer(action, arg1, arg2, dbname, source):
+def _schema_authorizer(action: int, arg1: str | None, arg2: str | None, dbname: str | None, source: str | None) -> int:
     # Suite data, not model output, but it still gets no ATTACH, PRAGMA or extensions.
     if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH, sqlite3.SQLITE_PRAGMA):
         return sqlite3.SQLITE_DENY
@@ -295,8 +296,8 @@ def _kind(name: str, declared: str, pk: bool, parent: str | None) -> str:
         return "fk"
     if "BOOL" in declared or lowered.startswith(("is_", "has_")):
         return "bool"
-    if "DATETIME" in declared or "TIMESTAMP" in declared or (
-            "TEXT" in declared or not declared) and lowered.endswith(("_at", "_time", "timestamp")):
+    if "DATETIME" in declared or "TIMESTAMP" in declared or ((
+            "TEXT" in declared or not declared) and lowered.endswith(("_at", "_time", "timestamp"))):
         return "datetime"
     if "DATE" in declared or (("TEXT" in declared or not declared) and (lowered.endswith("date") or lowered.endswith("_on"))):
         return "date"
@@ -343,7 +344,7 @@ class Literals:
     nulls: set[str] = field(default_factory=set)  # columns tested with IS [NOT] NULL
     uses_now: bool = False  # DATE('now', ...): some dates must be recent
 
-    def add(self, table: dict[str, list], column: str | None, value: Any) -> None:
+    def add(self, table: dict[str, list[Any]], column: str | None, value: Any) -> None:
         values = table.setdefault(column or "", [])
         if value not in values:
             values.append(value)
@@ -383,7 +384,7 @@ def _column_for(tokens: list[Token], index: int, columns: set[str]) -> tuple[str
     j = index - 1
     while j >= 0:
         t = tokens[j]
-        if t.kind in ("string", "number") or t.upper in _COMPARISON and t.text != "(":
+        if t.kind in ("string", "number") or (t.upper in _COMPARISON and t.text != "("):
             j -= 1
             continue
         if t.text == "(":
@@ -621,7 +622,7 @@ class _Guard:
         self.denied: str | None = None
         self.stopped: str | None = None
 
-    def authorize(self, action, arg1, arg2, dbname, source):
+    def authorize(self, action: int, arg1: str | None, arg2: str | None, dbname: str | None, source: str | None) -> int:
         if action in _ALLOWED:
             if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _DENIED_FUNCTIONS:
                 self.denied = f"function {arg2}()"
@@ -642,7 +643,7 @@ class _Guard:
 
 
 def run_query(conn: sqlite3.Connection, sql: str,
-              limits: SandboxLimits = DEFAULT_LIMITS) -> tuple[list[str], list[tuple]]:
+              limits: SandboxLimits = DEFAULT_LIMITS) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run one read-only query in the sandbox: (column names, rows) or QueryRejected."""
     check_statement(sql)
     guard = _Guard(limits)
@@ -680,7 +681,7 @@ def _normal(value: Any) -> Any:
     return value
 
 
-def _sort_key(row: tuple) -> tuple:
+def _sort_key(row: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple((v is None, type(v).__name__ if not isinstance(v, (int, float)) else "num", v if v is not None else 0)
                  for v in row)
 
@@ -698,13 +699,13 @@ def is_ordered(sql: str) -> bool:
     return False
 
 
-def _same_rows(expected: list[tuple], got: list[tuple], ordered: bool) -> bool:
+def _same_rows(expected: list[tuple[Any, ...]], got: list[tuple[Any, ...]], ordered: bool) -> bool:
     if ordered:
         return expected == got
     return Counter(expected) == Counter(got)
 
 
-def compare_results(expected: list[list[tuple]], got: list[list[tuple]], ordered: bool) -> tuple[bool, str, bool]:
+def compare_results(expected: list[list[tuple[Any, ...]]], got: list[list[tuple[Any, ...]]], ordered: bool) -> tuple[bool, str, bool]:
     """(equivalent, what differs, columns permuted) over all databases."""
     exp = [[tuple(_normal(v) for v in row) for row in rows] for rows in expected]
     hyp = [[tuple(_normal(v) for v in row) for row in rows] for rows in got]
@@ -733,7 +734,7 @@ def compare_results(expected: list[list[tuple]], got: list[list[tuple]], ordered
     return False, "different results", False
 
 
-def _short(row: tuple) -> str:
+def _short(row: tuple[Any, ...]) -> str:
     text = repr(row)
     return text if len(text) <= 80 else text[:77] + "..."
 
@@ -782,7 +783,7 @@ def execution_match(schema_text: str, reference: str, predicted: str,
                  expected=reference, got=predicted, details=details)
 
 
-def score_sql_execution(example, completion: Completion) -> Score:
+def score_sql_execution(example: Example, completion: Completion) -> Score:
     if not isinstance(example.answer, str):
         raise ScoringError("a sql_execution reference must be a SQL string")
     question = example.question if isinstance(example.question, str) else str(example.question)

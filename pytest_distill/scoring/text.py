@@ -11,10 +11,12 @@ import re
 import string
 import unicodedata
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from pytest_distill.models.base import Completion
 from pytest_distill.scoring.base import Score
+from pytest_distill.suite.model import Example
 
 # Thresholds used only when token F1 / ROUGE-L is a suite's gating scorer.
 F1_PASS = 0.5
@@ -92,14 +94,14 @@ def _shown(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _best(metric, example, completion) -> tuple[float, str, str]:
+def _best(metric: Callable[[str, str], float], example: Example, completion: Completion) -> tuple[float, str, str]:
     """The best value over the acceptable references, with that reference and the answer."""
     got = answer_text(completion)
     value, reference = max((metric(ref, got), ref) for ref in reference_texts(example.answer))
     return value, reference, got
 
 
-def score_normalized_exact_match(example, completion: Completion) -> Score:
+def score_normalized_exact_match(example: Example, completion: Completion) -> Score:
     got = answer_text(completion)
     refs = reference_texts(example.answer)
     norm = normalize_answer(got)
@@ -109,14 +111,14 @@ def score_normalized_exact_match(example, completion: Completion) -> Score:
                  expected=refs[0], got=got)
 
 
-def score_token_f1(example, completion: Completion) -> Score:
+def score_token_f1(example: Example, completion: Completion) -> Score:
     value, ref, got = _best(token_f1, example, completion)
     return Score(passed=value >= F1_PASS, value=value,
                  explanation=f"token F1 {value:.2f} (pass >= {F1_PASS}): expected {_shown(ref)!r}, got {_shown(got)!r}",
                  expected=ref, got=got)
 
 
-def score_rouge_l(example, completion: Completion) -> Score:
+def score_rouge_l(example: Example, completion: Completion) -> Score:
     value, ref, got = _best(rouge_l, example, completion)
     return Score(passed=value >= ROUGE_L_PASS, value=value,
                  explanation=f"ROUGE-L {value:.2f} (pass >= {ROUGE_L_PASS}): expected {_shown(ref)!r}, got {_shown(got)!r}",

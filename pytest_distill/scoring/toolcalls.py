@@ -276,10 +276,11 @@ def normalize(arguments: dict[str, Any], schema: dict[str, Any] | None, *, defau
     """Arguments coerced to the schema's types and, with `defaults`, every missing parameter
     that has a schema default filled in (recursively, in objects that are present).
     Paths of filled values are appended to `filled`. The input is not modified."""
-    return _normalize(copy.deepcopy(arguments), schema or {}, defaults, filled, ())
+    normalized: dict[str, Any] = _normalize(copy.deepcopy(arguments), schema or {}, defaults, filled, ())
+    return normalized
 
 
-def _normalize(value: Any, schema: Any, defaults: bool, filled: list | None, path: tuple) -> Any:
+def _normalize(value: Any, schema: Any, defaults: bool, filled: list[tuple[Any, ...]] | None, path: tuple[Any, ...]) -> Any:
     if not isinstance(schema, dict):
         return value
     value = coerce(value, schema)
@@ -398,8 +399,9 @@ def _differences(e: _Side, g: _Side) -> list[str]:
     return sorted(lines) or [f"parameters differ: expected {_show(e.parameters)}, got {_show(g.parameters)}"]
 
 
-def _explain(expected: list[_Side], pairs, missing, extra, numbered: bool) -> list[str]:
-    lines = []
+def _explain(expected: list[_Side], pairs: list[tuple[_Side, _Side]], missing: list[_Side], extra: list[_Side],
+             numbered: bool) -> list[str]:
+    lines: list[str] = []
     for e, g in sorted(pairs, key=lambda pair: expected.index(pair[0])):
         if e.key == g.key and not g.problem:
             continue
@@ -425,7 +427,7 @@ def compare_tool_calls(expected: Any, reply: Any, tools: Any = None, *, mode: st
     shown_got = _show_calls([s.call for s in got])
     valid = not any(g.problem for g in got)
     same = valid and sorted(e.key for e in exp) == sorted(g.key for g in got)
-    details = {
+    details: dict[str, Any] = {
         "expected": [{"name": s.call.name, "parameters": s.parameters} for s in exp],
         "got": [{"name": s.call.name, "parameters": s.parameters} for s in got],
     }
