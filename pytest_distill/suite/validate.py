@@ -31,6 +31,7 @@ from pytest_distill.suite.model import Suite, TaskType
 
 SCHEMA_DIR = Path(__file__).with_name("schemas")
 MODELS_SCHEMA = Path(__file__).parent.parent / "models" / "models.schema.json"
+GROUPS_SCHEMA = Path(__file__).parent.parent / "models" / "groups.schema.json"
 
 # schema name -> file; the order is the order of docs/settings.md
 SCHEMAS = {
@@ -38,6 +39,7 @@ SCHEMAS = {
     "job_description.json": SCHEMA_DIR / "job_description.json",
     "config": SCHEMA_DIR / "config.json",
     "models.toml": MODELS_SCHEMA,
+    "models.toml [groups]": GROUPS_SCHEMA,
 }
 
 
@@ -340,6 +342,17 @@ def check_models_entry(path: Path, name: str, table: dict[str, Any]) -> None:
     raise ConfigError(f"{where}: model '{name}' field '{field_path(parts)}': {message}")
 
 
+def check_models_groups(path: Path, groups: Any) -> None:
+    """Raise one ConfigError for the first problem of a models.toml [groups] table."""
+    found = problem("models.toml [groups]", groups)
+    if found is None:
+        return
+    parts, message = found
+    line = find_line(path, ["groups", *parts])
+    where = f"{path}:{line}" if line else str(path)
+    raise ConfigError(f"{where}: [groups] field '{field_path(parts)}': {message}")
+
+
 # --- what only the rows can check ---------------------------------------------
 
 
@@ -366,7 +379,7 @@ def _check_template(suite: Suite) -> None:
     template = suite.settings.user_template
     if not template:
         return
-    path = suite.settings.source or suite.path / "distill.toml"
+    path = suite.settings.file_of("prompt.user_template", suite.path / "distill.toml")
     line = find_line(path, ["prompt", "user_template"])
 
     def fail(message: str) -> SuiteError:
@@ -470,6 +483,7 @@ _DOC_TITLES = {
     "job_description.json": "`job_description.json`",
     "config": "`config.yaml` / `config.json`",
     "models.toml": "`models.toml` (each `[NAME]` entry)",
+    "models.toml [groups]": "`models.toml` `[groups]`",
 }
 
 
@@ -499,6 +513,9 @@ def _doc_type(node: dict[str, Any]) -> str:
 
 def _doc_rows(node: dict[str, Any], prefix: str = "") -> Iterable[str]:
     required = set(node.get("required", []))
+    extra = node.get("additionalProperties")
+    if "properties" not in node and isinstance(extra, dict):  # a table of free names ([groups])
+        yield f"| `NAME` | {_doc_type(extra)} | no | {extra.get('description', '')} |"
     for name, child in node.get("properties", {}).items():
         key = f"{prefix}{name}"
         if child.get("type") == "object" and "properties" in child:
