@@ -14,8 +14,10 @@ ROWS = [
     {"question": "Where was Guido van Rossum born?", "answer": "Haarlem"},
     {"question": "Where was Tolkien born?", "answer": "Bloemfontein"},
 ]
-JOB = {"task_description": "Answer with a short answer.",
-       "llm_as_a_judge_instructions": "Good if it names the same entity as the reference."}
+JOB = {
+    "task_description": "Answer with a short answer.",
+    "llm_as_a_judge_instructions": "Good if it names the same entity as the reference.",
+}
 WARNING = "is the offline default, a smoke test of the judging machinery"
 
 
@@ -34,8 +36,13 @@ def server():
 
 
 def _project(pytester, server: FakeChatServer) -> None:
-    write_suite(pytester.path / "suites" / "qa", job=JOB, rows=ROWS, config="base:\n  task: question-answering\n",
-                settings='scorer = "judge"\n')
+    write_suite(
+        pytester.path / "suites" / "qa",
+        job=JOB,
+        rows=ROWS,
+        config="base:\n  task: question-answering\n",
+        settings='scorer = "judge"\n',
+    )
     # The built-in smoke judge's name, answered by the fake server (the real one is the 135M model).
     smoke = server.models_toml(**{"smollm2-135m": "judge", "real-judge": "judge"})
     pytester.makefile(".toml", models=server.models_toml(wrong="wrong") + smoke)
@@ -47,13 +54,21 @@ def test_every_artifact_says_the_smoke_judge_graded(pytester, server, monkeypatc
     step_summary = pytester.path / "step.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
     result = pytester.runpytest("suites", "--model=wrong", "--distill-report=out", *args)
-    result.stdout.fnmatch_lines([f"note: the judge smollm2-135m {WARNING}*2 verdict(s) (2 graded by the model) "
-                                 "on qa are not grades*judge = \"claude-sonnet-4.6\"*"])
+    result.stdout.fnmatch_lines(
+        [
+            f"note: the judge smollm2-135m {WARNING}*2 verdict(s) (2 graded by the model) "
+            'on qa are not grades*judge = "claude-sonnet-4.6"*'
+        ]
+    )
     out = pytester.path / "out"
     doc = json.loads((out / "results.json").read_text())
     warning = doc["judge_warning"]
     assert (warning["judges"], warning["suites"], warning["verdicts"], warning["graded_by_model"]) == (
-        ["smollm2-135m"], ["qa"], 2, 2)
+        ["smollm2-135m"],
+        ["qa"],
+        2,
+        2,
+    )
     assert WARNING in (out / "summary.md").read_text()
     assert WARNING in step_summary.read_text()
     html = (out / "report.html").read_text()

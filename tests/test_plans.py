@@ -19,11 +19,18 @@ def _ids(result) -> list[str]:
 
 def _plan_project(pytester, server: FakeChatServer, **own_a: object) -> None:
     """suites/alpha plans its own model + @pair; suites/beta inherits suites/distill.toml."""
-    distill_project(pytester, server, {
-        "own-a": {"spec": "correct", **own_a}, "own-b": "wrong",
-        "front-1": {"spec": "even", "repeat": 3}, "front-2": {"spec": "correct", "repeat": 3},
-    }, suites={"alpha": 'models = ["own-a", "@pair"]\n', "beta": None},
-        extra_models='[groups]\npair = ["front-1", "front-2"]\n')
+    distill_project(
+        pytester,
+        server,
+        {
+            "own-a": {"spec": "correct", **own_a},
+            "own-b": "wrong",
+            "front-1": {"spec": "even", "repeat": 3},
+            "front-2": {"spec": "correct", "repeat": 3},
+        },
+        suites={"alpha": 'models = ["own-a", "@pair"]\n', "beta": None},
+        extra_models='[groups]\npair = ["front-1", "front-2"]\n',
+    )
     (pytester.path / "suites" / "distill.toml").write_text('models = ["own-b", "@pair"]\n[gate]\nmin_pass_rate = 0.1\n')
 
 
@@ -34,11 +41,19 @@ def test_each_suite_runs_its_plan_and_frontier_entries_three_times(pytester):
     ids = _ids(result)
     assert ids == [
         "alpha[own-a-0001]",
-        "alpha[front-1-r1-0001]", "alpha[front-1-r2-0001]", "alpha[front-1-r3-0001]",
-        "alpha[front-2-r1-0001]", "alpha[front-2-r2-0001]", "alpha[front-2-r3-0001]",
+        "alpha[front-1-r1-0001]",
+        "alpha[front-1-r2-0001]",
+        "alpha[front-1-r3-0001]",
+        "alpha[front-2-r1-0001]",
+        "alpha[front-2-r2-0001]",
+        "alpha[front-2-r3-0001]",
         "beta[own-b-0001]",
-        "beta[front-1-r1-0001]", "beta[front-1-r2-0001]", "beta[front-1-r3-0001]",
-        "beta[front-2-r1-0001]", "beta[front-2-r2-0001]", "beta[front-2-r3-0001]",
+        "beta[front-1-r1-0001]",
+        "beta[front-1-r2-0001]",
+        "beta[front-1-r3-0001]",
+        "beta[front-2-r1-0001]",
+        "beta[front-2-r2-0001]",
+        "beta[front-2-r3-0001]",
     ]
     with FakeChatServer(ROWS) as server:
         _plan_project(pytester, server)
@@ -64,23 +79,32 @@ def test_plans_run_and_the_table_marks_single_runs_at_temperature_zero(pytester,
     doc = json.loads((pytester.path / "out" / "results.json").read_text())
     assert doc["run"]["models"] == ["own-a", "front-1", "front-2", "own-b"]
     reps = {(s["suite"], s["model"]): s["repetitions"] for s in doc["summaries"]}
-    assert reps == {("alpha", "own-a"): 1, ("alpha", "front-1"): 3, ("alpha", "front-2"): 3,
-                    ("beta", "own-b"): 1, ("beta", "front-1"): 3, ("beta", "front-2"): 3}
+    assert reps == {
+        ("alpha", "own-a"): 1,
+        ("alpha", "front-1"): 3,
+        ("alpha", "front-2"): 3,
+        ("beta", "own-b"): 1,
+        ("beta", "front-1"): 3,
+        ("beta", "front-2"): 3,
+    }
 
 
 def test_model_on_the_command_line_replaces_the_plan_and_repeat_forces_a_count(pytester):
     with FakeChatServer(ROWS) as server:
         _plan_project(pytester, server)
         result = pytester.runpytest("suites", "--collect-only", "-q", "--limit=1", "--model=own-a", "--repeat=2")
-    assert _ids(result) == ["alpha[own-a-r1-0001]", "alpha[own-a-r2-0001]",
-                            "beta[own-a-r1-0001]", "beta[own-a-r2-0001]"]
+    assert _ids(result) == [
+        "alpha[own-a-r1-0001]",
+        "alpha[own-a-r2-0001]",
+        "beta[own-a-r1-0001]",
+        "beta[own-a-r2-0001]",
+    ]
 
 
 def test_a_group_on_the_command_line_expands(pytester):
     with FakeChatServer(ROWS) as server:
         _plan_project(pytester, server)
-        result = pytester.runpytest("suites/beta", "--collect-only", "-q", "--limit=1", "--model=@pair",
-                                    "--repeat=1")
+        result = pytester.runpytest("suites/beta", "--collect-only", "-q", "--limit=1", "--model=@pair", "--repeat=1")
     assert _ids(result) == ["beta[front-1-0001]", "beta[front-2-0001]"]
 
 

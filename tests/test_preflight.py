@@ -47,7 +47,9 @@ def test_a_malformed_base_url_variable_is_one_line(pytester, monkeypatch):
     write_suite(pytester.path / "suites" / "topics")
     result = pytester.runpytest("suites", "--model=qwen3-0.6b-distilled")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "$DISTILL_BASE_URL (base_url of model 'qwen3-0.6b-distilled'): must start with http://" in result.stderr.str()
+    assert (
+        "$DISTILL_BASE_URL (base_url of model 'qwen3-0.6b-distilled'): must start with http://" in result.stderr.str()
+    )
 
 
 @pytest.mark.parametrize("args", [SERIAL, XDIST])
@@ -90,8 +92,9 @@ def test_the_usage_line_evaluates_against_a_real_llama_cpp_server(pytester, monk
     write_suite(pytester.path / "suites" / "topics")
     # llama-cpp-python's server takes a schema as json_object (the built-in entry asks vLLM's way)
     pytester.makefile(".toml", models='["qwen3-0.6b-distilled"]\nconstraint_style = "json_object_schema"\n')
-    result = pytester.runpytest("suites", "--model=qwen3-0.6b-distilled", "--limit=2", "-p", "no:randomly",
-                                "--distill-report=out")
+    result = pytester.runpytest(
+        "suites", "--model=qwen3-0.6b-distilled", "--limit=2", "-p", "no:randomly", "--distill-report=out"
+    )
     row = summary_row(result.stdout.str(), "topics", "qwen3-0.6b-distilled")
     assert row[2] == "2" and row[5] == "0", result.stdout.str()  # n = 2 answered, no errors
     assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)  # a miss is the model's answer

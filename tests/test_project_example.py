@@ -7,10 +7,10 @@ import ast
 import shutil
 from pathlib import Path
 
+from pytest_distill.models.registry import BUILTIN_MODELS, Registry, _load_file
 
 from helpers.chat_server import FakeChatServer
 from helpers.suites import TOPIC_ROWS, write_suite
-from pytest_distill.models.registry import BUILTIN_MODELS, Registry, _load_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,8 +30,9 @@ def test_the_example_models_file_is_valid_and_adds_without_overriding():
 
 def test_the_root_conftest_defines_no_fixtures():
     tree = ast.parse((ROOT / "conftest.py").read_text())
-    decorators = [ast.unparse(d) for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)
-                  for d in node.decorator_list]
+    decorators = [
+        ast.unparse(d) for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) for d in node.decorator_list
+    ]
     assert not any("fixture" in d for d in decorators)
     assert [n.name for n in tree.body if isinstance(n, ast.FunctionDef)] == ["pytest_report_header"]
 
@@ -41,14 +42,18 @@ def test_the_example_plan_runs_as_documented(pytester, monkeypatch):
     that entry's server found through its base_url_env."""
     shutil.copy(ROOT / "models.toml", pytester.path / "models.toml")
     rows = [{"question": q, "answer": a} for q, a in TOPIC_ROWS[:2]]
-    write_suite(pytester.path / "suites" / "topics", rows=rows,
-                settings='models = ["smollm2-135m-llama-server", "@offline"]\n')
+    write_suite(
+        pytester.path / "suites" / "topics", rows=rows, settings='models = ["smollm2-135m-llama-server", "@offline"]\n'
+    )
     collected = pytester.runpytest("suites", "--collect-only")
     assert "distill plan: topics: smollm2-135m-llama-server x1, smollm2-135m x1" in collected.stdout.str()
     ids = [line.strip() for line in collected.outlines if "<ExampleItem" in line]
-    assert ids == ["<ExampleItem topics[smollm2-135m-llama-server-0001]>",
-                   "<ExampleItem topics[smollm2-135m-llama-server-0002]>",
-                   "<ExampleItem topics[smollm2-135m-0001]>", "<ExampleItem topics[smollm2-135m-0002]>"]
+    assert ids == [
+        "<ExampleItem topics[smollm2-135m-llama-server-0001]>",
+        "<ExampleItem topics[smollm2-135m-llama-server-0002]>",
+        "<ExampleItem topics[smollm2-135m-0001]>",
+        "<ExampleItem topics[smollm2-135m-0002]>",
+    ]
     with FakeChatServer(rows) as server:
         server.listed_models = ["correct"]
         monkeypatch.setenv("SMOLLM2_SERVER_URL", server.url)

@@ -109,5 +109,9 @@ def find_suites(args: list[str], invocation_dir: Path, norecurse: list[str]) -> 
 
 def _skipped(folder: Path, norecurse: list[str]) -> bool:
     name = folder.name
-    return (name.startswith(".") or name in _ALWAYS_SKIPPED or (folder / "pyvenv.cfg").is_file()
-            or any(fnmatch.fnmatch(name, pattern) for pattern in norecurse))
+    return (
+        name.startswith(".")
+        or name in _ALWAYS_SKIPPED
+        or (folder / "pyvenv.cfg").is_file()
+        or any(fnmatch.fnmatch(name, pattern) for pattern in norecurse)
+    )

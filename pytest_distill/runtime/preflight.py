@@ -19,8 +19,10 @@ from pytest_distill.core.errors import ConfigError
 from pytest_distill.models.registry import SERVED_MODEL, ModelEntry
 
 TIMEOUT_S = 3.0
-HOW_TO = ("start an OpenAI-compatible server there (e.g. `vllm serve <model> --port 8000`) or declare "
-          "the model in your models.toml (docs/models.md)")
+HOW_TO = (
+    "start an OpenAI-compatible server there (e.g. `vllm serve <model> --port 8000`) or declare "
+    "the model in your models.toml (docs/models.md)"
+)
 
 
 def needs_preflight(entry: ModelEntry) -> bool:
@@ -35,7 +37,7 @@ def served_models(entry: ModelEntry, timeout_s: float = TIMEOUT_S) -> list[str]:
     shown = redact.url(base_url)
     request = urllib.request.Request(base_url + "/models", headers=_headers(entry))
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as reply:  # noqa: S310 - http(s) only (schema)
+        with urllib.request.urlopen(request, timeout=timeout_s) as reply:
             body = reply.read()
     except urllib.error.HTTPError:
         return []
@@ -43,8 +45,9 @@ def served_models(entry: ModelEntry, timeout_s: float = TIMEOUT_S) -> list[str]:
         reason = getattr(exc, "reason", exc)
         where = f" (set by ${entry.base_url_env})" if entry.base_url_env and os.environ.get(entry.base_url_env) else ""
         env_hint = f"; or point ${entry.base_url_env} at one" if entry.base_url_env else ""
-        raise ConfigError(f"model '{entry.name}': nothing answers at {shown}{where} "
-                          f"({redact.text(str(reason))}): {HOW_TO}{env_hint}") from None
+        raise ConfigError(
+            f"model '{entry.name}': nothing answers at {shown}{where} ({redact.text(str(reason))}): {HOW_TO}{env_hint}"
+        ) from None
     return _ids(body)
 
 
@@ -70,6 +73,7 @@ def resolve_served_model(entry: ModelEntry, ids: list[str]) -> None:
         return
     if not ids:
         hint = f"set ${entry.model_env} to the model's name" if entry.model_env else "set `model` in models.toml"
-        raise ConfigError(f"model '{entry.name}': the server at {redact.url(entry.base_url)} lists no model at "
-                          f"/models: {hint}")
+        raise ConfigError(
+            f"model '{entry.name}': the server at {redact.url(entry.base_url)} lists no model at /models: {hint}"
+        )
     entry.model = ids[0]
