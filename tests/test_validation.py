@@ -12,13 +12,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers.chat_server import SERIAL, XDIST
-from helpers.suites import write_suite
 
 from pytest_distill.core.errors import ConfigError, SuiteError
+from pytest_distill.core.settings import check, fill_enums, json_line, toml_line, yaml_line
 from pytest_distill.models.registry import Registry
 from pytest_distill.suite import load_suite
-from pytest_distill.suite.validate import json_line, settings_docs, toml_line, yaml_line
+from pytest_distill.suite.validate import settings_docs
+
+from helpers.chat_server import SERIAL, XDIST
+from helpers.suites import write_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -260,6 +262,19 @@ def test_line_finders():
     assert toml_line('["qwen3-0.6b"]\nmodel = "m"\n', ["qwen3-0.6b", "model"]) == 2
     assert yaml_line("a: 1\nbase:\n  task: x\n", ["base", "task"]) == 3
 
+
+
+def test_core_check_fills_enums_from_the_values_given():
+    """core/settings.py knows no scorer or provider: the caller passes the enum values in."""
+    raw = {"type": "object", "properties": {"provider": {"type": "string", "x-enum": "providers"}}}
+    schema = fill_enums(raw, {"providers": ["openai", "vllm"]})
+    assert "enum" not in raw["properties"]["provider"]  # a copy: the loaded file stays as read
+    assert check(schema, {"provider": "vlm"}, "a table") == (
+        ["provider"], "unknown provider 'vlm' (did you mean 'vllm'?); known: openai, vllm")
+    assert check(schema, [], "a table") == ([], "must be a table, got []")
+    assert check(schema, {"provider": "openai"}) is None
+    with pytest.raises(ValueError, match="unknown x-enum source 'providers'"):
+        fill_enums(raw, {"scorers": ["exact_match"]})
 
 # --- the real suites stay valid --------------------------------------------------------
 

@@ -19,6 +19,8 @@ from typing import Any
 from pytest_distill.core import redact
 from pytest_distill.core.errors import ConfigError
 from pytest_distill.models.base import Provider
+from pytest_distill.models.providers import PROVIDERS
+from pytest_distill.models.schema import check_models_entry, check_models_groups
 
 BUILTIN_MODELS = Path(__file__).with_name("models.toml")
 
@@ -26,17 +28,6 @@ GROUPS_TABLE = "groups"  # [groups] in models.toml: NAME = [model or @group, ...
 GROUP_PREFIX = "@"
 # `model = "@served"`: the first id the server's /v1/models lists (openai-compatible entries).
 SERVED_MODEL = "@served"
-
-# provider name -> "module:Class", imported lazily
-PROVIDERS: dict[str, str] = {
-    "llama-cpp": "pytest_distill.models.providers.llama_cpp:LlamaCppProvider",
-    "openai-compatible": "pytest_distill.models.providers.openai_compatible:OpenAICompatibleProvider",
-    "openai": "pytest_distill.models.providers.openai_api:OpenAIProvider",
-    "xai": "pytest_distill.models.providers.openai_api:XAIProvider",
-    "anthropic": "pytest_distill.models.providers.anthropic_api:AnthropicProvider",
-    "gemini": "pytest_distill.models.providers.gemini_api:GeminiProvider",
-    "vllm": "pytest_distill.models.providers.vllm:VLLMProvider",
-}
 
 # The built-in providers' own key variables (the SDKs read them when an entry names none).
 BUILTIN_KEY_ENVS = ("OPENAI_API_KEY", "XAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY")
@@ -141,9 +132,6 @@ _FIELDS = {f.name for f in dataclasses.fields(ModelEntry)}
 
 def _load_file(path: Path) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]]]:
     """(entries, groups) of one models file."""
-    # imported here: suite/validate.py reads PROVIDERS from this module
-    from pytest_distill.suite.validate import check_models_entry, check_models_groups
-
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
