@@ -46,7 +46,8 @@ def finish(state: RunState, session: pytest.Session) -> RunResult:
         if model not in state.entries:  # planned by the workers only (a suite of @examples tests)
             state.entries[model] = state.registry.get(model)
     planned = state.plan.models if state.plan is not None else ()
-    run_models = tuple(dict.fromkeys([*planned, *(r.model for r in records)])) or options.models
+    # models planned only by workers follow in name order: records arrive in timing order
+    run_models = tuple(dict.fromkeys([*planned, *sorted({r.model for r in records})])) or options.models
     summaries = summarize(records)
     bench_rates = {name: rate for name, entry in state.entries.items()
                    if (rate := saved_rate(getattr(state.config, "cache", None), entry)) is not None}

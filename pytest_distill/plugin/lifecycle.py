@@ -44,7 +44,7 @@ def open_run(config: pytest.Config) -> RunState:
         return resolve_entry(registry, name, cache, worker, servers, probe=probe)
 
     # --model names the models even where no suite folder is found (@examples tests)
-    names = registry.expand(options.cli_models, "--model: ") if options.cli_models else plan.models
+    names = registry.expand(options.cli_models) if options.cli_models else plan.models
     entries = {name: resolve(name) for name in names}
     evaluator = Evaluator(options, entries, resolve, lambda: Engine(cache=cache, servers=servers))
     if options.judge:  # resolve now: a typo stops the run before any request

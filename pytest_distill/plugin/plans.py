@@ -42,7 +42,7 @@ class RunPlan:
 
     def _plan(self, folder: Path) -> tuple[str, ...]:
         if self.options.cli_models:
-            return self.registry.expand(self.options.cli_models, "--model: ")
+            return self.registry.expand(self.options.cli_models)
         settings = read_settings(folder / SETTINGS_FILE, self.options.rootdir)
         if settings.models is None:
             return (DEFAULT_MODEL,)
