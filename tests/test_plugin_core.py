@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
+import threading
+
 import pytest
 
-from helpers.http_fake import free_port
+from helpers.chat_server import FakeChatServer
 from helpers.llama import needs_llama
 from helpers.suites import summary_row, write_suite
 
@@ -73,12 +75,24 @@ def test_task_without_scorer_is_skipped_with_a_reason(pytester):
     assert "gate FAILED" not in gated.stdout.str()
 
 
+class _GoneAfterPreflight(FakeChatServer):
+    """Answers the run's one GET /v1/models (the preflight), then goes away."""
+
+    def answer(self, request):
+        reply = super().answer(request)
+        if request["method"] == "GET":
+            threading.Thread(target=self.stop).start()
+        return reply
+
+
 def test_unreachable_server_is_an_error_not_a_miss(pytester):
+    """A server that was there when the run opened and is gone at the item (nothing there at
+    all stops the run before any item: test_preflight.py)."""
     write_suite(pytester.path / "suites" / "topics", rows=[{"question": "rain", "answer": "weather"}])
-    pytester.makefile(".toml", models=f'[down]\nprovider = "openai-compatible"\nmodel = "m"\n'
-                                      f'base_url = "http://127.0.0.1:{free_port()}/v1"\nmax_retries = 1\n'
-                                      'timeout_s = 5\n')
-    result = pytester.runpytest("suites", "--model=down")
+    with _GoneAfterPreflight() as server:
+        pytester.makefile(".toml", models=f'[down]\nprovider = "openai-compatible"\nmodel = "m"\n'
+                                          f'base_url = "{server.url}"\nmax_retries = 1\ntimeout_s = 5\n')
+        result = pytester.runpytest("suites", "--model=down")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*error: down: connection error*(after 2 attempts)*"])
     row = summary_row(result.stdout.str(), "topics", "down")

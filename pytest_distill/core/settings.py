@@ -288,6 +288,9 @@ def doc_rows(schema: dict[str, Any], prefix: str = "") -> Iterable[str]:
     """One Markdown table row per field of `schema` (nested objects as dotted names):
     | `field` | type and range | required | description |."""
     required = set(schema.get("required", []))
+    free = schema.get("additionalProperties")
+    if "properties" not in schema and isinstance(free, dict):  # a table of free names ([groups])
+        yield f"| `NAME` | {_doc_type(free)} | no | {free.get('description', '')} |"
     for name, child in schema.get("properties", {}).items():
         key = f"{prefix}{name}"
         if child.get("type") == "object" and "properties" in child:

@@ -20,9 +20,14 @@ from pytest_distill.core import redact
 from pytest_distill.core.errors import ConfigError
 from pytest_distill.models.base import Provider
 from pytest_distill.models.providers import PROVIDERS
-from pytest_distill.models.schema import check_models_entry
+from pytest_distill.models.schema import check_models_entry, check_models_groups
 
 BUILTIN_MODELS = Path(__file__).with_name("models.toml")
+
+GROUPS_TABLE = "groups"  # [groups] in models.toml: NAME = [model or @group, ...]
+GROUP_PREFIX = "@"
+# `model = "@served"`: the first id the server's /v1/models lists (openai-compatible entries).
+SERVED_MODEL = "@served"
 
 # The built-in providers' own key variables (the SDKs read them when an entry names none).
 BUILTIN_KEY_ENVS = ("OPENAI_API_KEY", "XAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY")
@@ -70,7 +75,21 @@ class ModelEntry:
     # {"name", "parameters"} JSON schema (for servers whose tool handling misbehaves,
     # e.g. llama-cpp-python's, which ignores max_tokens in tool arguments).
     tool_style: str = "native"
+    # Repetitions per run unless --repeat forces a count: frontier APIs sample, so the
+    # benchmark measures them 3x; None: 1.
+    repeat: int | None = None
+    # Declared deterministic (temperature 0, self-hosted): measured once unless --repeat
+    # says otherwise. A claim, not a fact: batching changes the numerics (docs/models.md).
+    deterministic: bool = False
+    # Environment variables that, when set, replace base_url / model (e.g. DISTILL_BASE_URL).
+    base_url_env: str | None = None
+    model_env: str | None = None
     source: str = "built-in"  # where the entry was defined
+
+    @property
+    def runs_per_example(self) -> int:
+        """Repetitions when --repeat does not force a count."""
+        return self.repeat or 1
 
     @property
     def self_hosted(self) -> bool:
@@ -111,7 +130,8 @@ def register_secrets(table: dict[str, Any]) -> None:
 _FIELDS = {f.name for f in dataclasses.fields(ModelEntry)}
 
 
-def _load_file(path: Path) -> dict[str, dict[str, Any]]:
+def _load_file(path: Path) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]]]:
+    """(entries, groups) of one models file."""
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
@@ -119,6 +139,8 @@ def _load_file(path: Path) -> dict[str, dict[str, Any]]:
         raise ConfigError(f"{path}: cannot read models file: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    groups = data.pop(GROUPS_TABLE, {})
+    check_models_groups(path, groups)  # schema check (models/groups.schema.json)
     tables = data.get("models", data)  # accept [models.NAME] as well as [NAME]
     for name, table in tables.items():
         if not isinstance(table, dict):
@@ -130,19 +152,29 @@ def _load_file(path: Path) -> dict[str, dict[str, Any]]:
                 f"{path}: model '{name}': unknown field(s) {', '.join(sorted(unknown))}; "
                 f"known fields: {', '.join(sorted(_FIELDS - {'name', 'source'}))}"
             )
-    return tables
+        if table.get("deterministic") and table.get("repeat", 1) > 1:
+            raise ConfigError(f"{path}: model '{name}': deterministic = true and repeat = {table['repeat']} "
+                              "contradict each other; keep one (--repeat N repeats any model)")
+    return tables, groups
 
 
 class Registry:
     def __init__(self, project_file: Path | None = None) -> None:
         self._tables: dict[str, dict[str, Any]] = {}
-        for name, table in _load_file(BUILTIN_MODELS).items():
+        builtin_tables, builtin_groups = _load_file(BUILTIN_MODELS)
+        for name, table in builtin_tables.items():
             self._tables[name] = {**table, "source": "built-in"}
+        # group name -> (members, the file defining it); a project's group replaces a built-in one
+        self.groups: dict[str, tuple[list[str], str]] = {n: (m, "built-in") for n, m in builtin_groups.items()}
         self.project_file = project_file
         if project_file is not None:
-            for name, table in _load_file(project_file).items():
+            project_tables, project_groups = _load_file(project_file)
+            for name, table in project_tables.items():
                 merged = {**self._tables.get(name, {}), **table, "source": str(project_file)}
                 self._tables[name] = merged
+            self.groups.update({n: (m, str(project_file)) for n, m in project_groups.items()})
+        for name, table in self._tables.items():
+            _apply_env(name, table)
         # Secrets are registered the moment they are known, before any request or report.
         redact.register_all(os.environ.get(name) for name in BUILTIN_KEY_ENVS)
         for table in self._tables.values():
@@ -150,6 +182,33 @@ class Registry:
 
     def names(self) -> list[str]:
         return sorted(self._tables)
+
+    def expand(self, names: list[str] | tuple[str, ...], where: str = "") -> tuple[str, ...]:
+        """Model names with every `@group` replaced by its members (in order, duplicates
+        dropped); raises ConfigError naming `where` for an unknown group or model."""
+        out: dict[str, None] = {}
+
+        def add(name: str, trail: tuple[str, ...]) -> None:
+            if not name.startswith(GROUP_PREFIX):
+                if name not in self._tables:
+                    known = ", ".join(self.names())
+                    raise ConfigError(f"{where}unknown model '{name}'{' in group ' + trail[-1] if trail else ''}; "
+                                      f"known models: {known}")
+                out[name] = None
+                return
+            group = name[len(GROUP_PREFIX):]
+            if group in trail:
+                raise ConfigError(f"{where}group '@{group}' includes itself ({' -> '.join('@' + t for t in trail)})")
+            if group not in self.groups:
+                known = ", ".join("@" + g for g in sorted(self.groups)) or "none"
+                raise ConfigError(f"{where}unknown model group '@{group}'; known groups: {known} "
+                                  "(declare one under [groups] in models.toml)")
+            for member in self.groups[group][0]:
+                add(member, (*trail, group))
+
+        for name in names:
+            add(name, ())
+        return tuple(out)
 
     def get(self, name: str) -> ModelEntry:
         table = self._tables.get(name)
@@ -171,6 +230,19 @@ class Registry:
             return ModelEntry(name=name, **{k: v for k, v in table.items() if k != "name"})
         except TypeError as exc:
             raise ConfigError(f"{table.get('source')}: model '{name}': {exc}") from None
+
+
+def _apply_env(name: str, table: dict[str, Any]) -> None:
+    """base_url_env / model_env: a set variable replaces the declared value."""
+    for field_name, env_field in (("base_url", "base_url_env"), ("model", "model_env")):
+        variable = table.get(env_field)
+        value = os.environ.get(variable) if isinstance(variable, str) else None
+        if not value:
+            continue
+        if field_name == "base_url" and not value.startswith(("http://", "https://")):
+            raise ConfigError(f"${variable} (base_url of model '{name}'): must start with "
+                              f"http:// or https://, got {redact.url(value)!r}")
+        table[field_name] = value
 
 
 def create_provider(entry: ModelEntry) -> Provider:

@@ -15,6 +15,7 @@ from pytest_distill.core.errors import ConfigError
 from pytest_distill.models.providers import PROVIDERS
 
 SCHEMA_FILE = Path(__file__).with_name("models.schema.json")
+GROUPS_SCHEMA_FILE = Path(__file__).with_name("groups.schema.json")
 
 
 @functools.cache
@@ -45,3 +46,27 @@ def check_models_entry(path: Path, name: str, table: dict[str, Any]) -> None:
     line = settings.toml_line(text, [name, *parts]) or settings.toml_line(text, ["models", name, *parts])
     where = f"{path}:{line}" if line else str(path)
     raise ConfigError(f"{where}: model '{name}' field '{settings.field_path(parts)}': {message}")
+
+
+@functools.cache
+def load_groups_schema() -> dict[str, Any]:
+    """The schema of models.toml's [groups] table."""
+    schema: dict[str, Any] = json.loads(GROUPS_SCHEMA_FILE.read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(schema)
+    return schema
+
+
+def check_models_groups(path: Path, groups: Any) -> None:
+    """Raise one ConfigError for the first problem of a models.toml [groups] table, naming the
+    file, the line and the group."""
+    found = settings.check(Draft202012Validator(load_groups_schema()), groups, "a table")
+    if found is None:
+        return
+    parts, message = found
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    line = settings.toml_line(text, ["groups", *parts])
+    where = f"{path}:{line}" if line else str(path)
+    raise ConfigError(f"{where}: [groups] field '{settings.field_path(parts)}': {message}")

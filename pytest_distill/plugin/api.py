@@ -27,7 +27,7 @@ import pytest
 from pytest_distill.core.errors import DistillError
 from pytest_distill.core.records import ERROR, MISS, PASS, SKIP
 from pytest_distill.models.base import Completion, ProviderError, Request
-from pytest_distill.plugin.collect import ExampleItem, item_params
+from pytest_distill.plugin.collect import ExampleItem, item_params, planned_models
 from pytest_distill.plugin.evaluate import OUR_ERRORS, Evaluator, Target, recorded
 from pytest_distill.plugin.state import SESSION_KEY, RunState
 from pytest_distill.scoring import (
@@ -109,11 +109,16 @@ def generate_tests(metafunc: pytest.Metafunc, state: RunState) -> None:
     rows = suite.examples[: min(limits)] if limits else suite.examples
     label = f"{suite.name}::{metafunc.definition.originalname}"
     cases, ids = [], []
-    for model in options.models:
-        for repetition in range(1, options.repeat + 1):
+    try:
+        models = planned_models(state, suite.path)
+    except DistillError as exc:
+        raise pytest.Collector.CollectError(str(exc)) from None
+    for model in models:
+        repeat = state.plan.repeat_for(model) if state.plan is not None else options.repeat
+        for repetition in range(1, repeat + 1):
             for example in rows:
                 cases.append(Case(example, model, repetition, label))
-                ids.append(item_params(model, example, repetition, options.repeat))  # as folder suites
+                ids.append(item_params(model, example, repetition, repeat))  # as folder suites
     metafunc.parametrize(CASE_FIXTURE, cases, ids=ids, indirect=True)
 
 
@@ -131,7 +136,7 @@ def _suite(spec: Any, metafunc: pytest.Metafunc) -> Suite:
     key = folder.resolve()
     if key not in cache:
         try:
-            cache[key] = load_suite(folder)
+            cache[key] = load_suite(folder, config.rootpath)
         except DistillError as exc:  # bad data: one line naming the file, line and field
             raise pytest.Collector.CollectError(str(exc)) from None
     return cache[key]

@@ -14,6 +14,7 @@ import pytest
 
 from pytest_distill.core.errors import DistillError, SuiteError
 from pytest_distill.models.base import Completion, Request
+from pytest_distill.plugin import lifecycle
 from pytest_distill.plugin.evaluate import InternalError, Miss, ProviderFailure
 from pytest_distill.plugin.state import SESSION_KEY, RunState
 from pytest_distill.scoring import (
@@ -56,7 +57,7 @@ def collect_file(file_path: Path, parent: pytest.Collector) -> SuiteFile | None:
 
 def check_suite(suite: Suite) -> None:
     """Settings that would break every item, as one SuiteError naming distill.toml and the field."""
-    settings_file = suite.path / SETTINGS_FILE
+    settings_file = suite.settings.file_of("scorer", suite.path / SETTINGS_FILE)
     name = suite.settings.scorer
     if name is not None and name not in SCORERS:
         raise SuiteError(settings_file, f"unknown scorer '{name}'; known: {', '.join(sorted(SCORERS))}",
@@ -65,7 +66,8 @@ def check_suite(suite: Suite) -> None:
     if template:
         problem = template_problem(template, suite.examples)
         if problem:
-            raise SuiteError(settings_file, problem, field="prompt.user_template")
+            raise SuiteError(suite.settings.file_of("prompt.user_template", suite.path / SETTINGS_FILE), problem,
+                         field="prompt.user_template")
 
 
 def template_problem(template: str, examples: list[Example]) -> str | None:
@@ -85,6 +87,15 @@ def template_problem(template: str, examples: list[Example]) -> str | None:
     return None
 
 
+def planned_models(state: RunState, folder: Path) -> tuple[str, ...]:
+    """The suite's models from the run's plan, their entries made ready for this process."""
+    if state.plan is None:
+        return state.options.models
+    models = state.plan.models_for(folder)
+    lifecycle.ensure_entries(state, models)
+    return models
+
+
 class SuiteFile(pytest.File):
     """A suite folder's test file (or its job_description.json when the test file is missing)."""
 
@@ -92,15 +103,17 @@ class SuiteFile(pytest.File):
         state: RunState = self.config.stash[SESSION_KEY]
         options = state.options
         try:
-            suite = load_suite(self.path.parent)
+            suite = load_suite(self.path.parent, options.rootdir)
             check_suite(suite)
+            models = planned_models(state, suite.path)
         except DistillError as exc:
             raise self.CollectError(str(exc)) from None
         examples = suite.examples[: options.limit] if options.limit else suite.examples
-        for model in options.models:
-            for repetition in range(1, options.repeat + 1):
+        for model in models:
+            repeat = state.plan.repeat_for(model) if state.plan is not None else options.repeat
+            for repetition in range(1, repeat + 1):
                 for example in examples:
-                    name = item_name(suite.name, model, example, repetition, options.repeat)
+                    name = item_name(suite.name, model, example, repetition, repeat)
                     yield ExampleItem.from_parent(self, name=name, example=example, model=model,
                                                   repetition=repetition, **_structured_nodeid(self, name))
 

@@ -42,6 +42,12 @@ def add_report(state: RunState, report: pytest.TestReport) -> None:
 def finish(state: RunState, session: pytest.Session) -> RunResult:
     """Decide the run: sets session.exitstatus, adds the gate testcases to --junitxml."""
     options, records = state.options, list(state.records)
+    for model in dict.fromkeys(r.model for r in records):
+        if model not in state.entries:  # planned by the workers only (a suite of @examples tests)
+            state.entries[model] = state.registry.get(model)
+    planned = state.plan.models if state.plan is not None else ()
+    # models planned only by workers follow in name order: records arrive in timing order
+    run_models = tuple(dict.fromkeys([*planned, *sorted({r.model for r in records})])) or options.models
     summaries = summarize(records)
     bench_rates = {name: rate for name, entry in state.entries.items()
                    if (rate := saved_rate(getattr(state.config, "cache", None), entry)) is not None}
@@ -77,7 +83,7 @@ def finish(state: RunState, session: pytest.Session) -> RunResult:
             suites[s.suite] = SuiteGate(s.suite_path, gates.gate_for(s.suite_path, baseline=state.baseline is not None))
     run = RunInfo(
         args=tuple(str(a) for a in state.config.invocation_params.args), rootdir=str(options.rootdir),
-        models=options.models, limit=options.limit, repeat=options.repeat, constrain=options.constrain,
+        models=run_models, limit=options.limit, repeat=options.repeat, constrain=options.constrain,
         min_pass_rate=options.min_pass_rate, max_regression=options.max_regression,
         route_tolerance_pp=options.route_tolerance,
         alpha=comparisons[0].alpha if comparisons else DEFAULT_ALPHA, baseline=options.baseline_path,

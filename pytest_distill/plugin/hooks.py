@@ -47,6 +47,12 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_ReportRoute(state), "distill-report-route")
 
 
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """The model plan of the suites on the command line: one line per suite."""
+    state = config.stash.get(SESSION_KEY, None)
+    return state.plan.summary_lines() if state is not None and state.plan is not None else []
+
+
 def pytest_collect_file(file_path, parent):
     return collect.collect_file(file_path, parent)
 

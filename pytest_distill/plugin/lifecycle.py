@@ -14,40 +14,62 @@ from pytest_distill.models.registry import ModelEntry, Registry
 from pytest_distill.plugin import xdist
 from pytest_distill.plugin.evaluate import Evaluator
 from pytest_distill.plugin.options import RunOptions
+from pytest_distill.plugin.plans import RunPlan
 from pytest_distill.plugin.state import RunState
 from pytest_distill.report.results_file import read_results
+from pytest_distill.runtime import preflight
 from pytest_distill.runtime.cache import SqliteCache, open_cache
 from pytest_distill.runtime.engine import Engine
 from pytest_distill.runtime.servers import ServerPool
 
 
 def open_run(config: pytest.Config) -> RunState:
-    """Read the options and resolve every --model (and --judge); raises DistillError."""
+    """Read the options, plan the suites named on the command line (plans.py) and resolve
+    their models (and --judge); raises DistillError."""
     options = RunOptions.from_config(config)
     worker = xdist.is_worker(config)
     # Read now: a bad baseline file stops the run before any request.
     baseline = read_results(options.baseline_file) if options.baseline_file and not worker else None
     registry = Registry(options.models_file)
+    plan = RunPlan(registry, options)
+    plan.discover([str(a) for a in config.args], list(config.getini("norecursedirs")))
     cache = open_cache(options.cache_dir, options.cache_mode, options.rootdir)
     # On a worker: the servers the controller started (pytest_configure_node).
     servers = xdist.worker_servers(config) if worker else ServerPool()
+    # A server nobody starts is asked once, in the controller, before any item; never for
+    # --collect-only or a replayed run (which calls no model).
+    probe = not options.collect_only and (cache is None or not cache.replay_only)
 
     def resolve(name: str) -> ModelEntry:
-        return resolve_entry(registry, name, cache, worker, servers)
+        return resolve_entry(registry, name, cache, worker, servers, probe=probe)
 
-    entries = {name: resolve(name) for name in options.models}
+    # --model names the models even where no suite folder is found (@examples tests)
+    names = registry.expand(options.cli_models) if options.cli_models else plan.models
+    entries = {name: resolve(name) for name in names}
     evaluator = Evaluator(options, entries, resolve, lambda: Engine(cache=cache, servers=servers))
     if options.judge:  # resolve now: a typo stops the run before any request
         evaluator.judge_entry(options.judge)
     return RunState(config=config, options=options, registry=registry, entries=entries,
-                    cache=cache, servers=servers, evaluator=evaluator, baseline=baseline)
+                    cache=cache, servers=servers, evaluator=evaluator, baseline=baseline, plan=plan,
+                    resolve=resolve)
+
+
+def ensure_entries(state: RunState, names: tuple[str, ...]) -> None:
+    """Entries planned after the run opened (a suite found by collection or @examples)."""
+    for name in names:
+        if name not in state.entries and state.resolve is not None:
+            state.entries[name] = state.resolve(name)
 
 
 def resolve_entry(registry: Registry, name: str, cache: SqliteCache | None, worker: bool,
-                  servers: ServerPool) -> ModelEntry:
+                  servers: ServerPool, probe: bool = False) -> ModelEntry:
     """A registry entry made ready for this process: its share of threads and in-flight
-    requests under xdist, and its key checked (a missing key stops the run in one line)."""
+    requests under xdist, and its key checked (a missing key stops the run in one line).
+    `probe`: an openai-compatible server is asked once whether it is there (runtime/preflight),
+    by the controller; a worker asks only for a `model = "@served"` name."""
     entry = registry.get(name)
+    if probe and preflight.needs_preflight(entry) and (not worker or entry.model == preflight.SERVED_MODEL):
+        preflight.resolve_served_model(entry, preflight.served_models(entry))
     provider = servers.provider_for(entry)
     xdist.share_out(entry, provider.max_concurrency, worker)
     if cache is None or not cache.replay_only:  # replay never calls the API: no key needed

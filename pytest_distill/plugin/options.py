@@ -26,12 +26,14 @@ DEFAULT_JUDGE = "smollm2-135m"  # offline default; --judge or distill.toml `judg
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("distill", "pytest-distill: evaluate language models on suite folders")
     group.addoption("--model", action="append", dest="distill_models", metavar="NAME",
-                    help="model to evaluate (repeatable; each model runs every example). "
-                         "Default: smollm2-135m, the embedded model.")
+                    help="model to evaluate (repeatable, or @group; each model runs every example): replaces "
+                         "the suites' distill.toml `models` plans for this run. Default: each suite's plan, "
+                         "else smollm2-135m, the embedded model.")
     group.addoption("--limit", type=int, dest="distill_limit", metavar="N",
                     help="evaluate only the first N examples of each suite")
-    group.addoption("--repeat", type=int, default=1, dest="distill_repeat", metavar="N",
-                    help="run every example N times as separate items (ids carry -rK)")
+    group.addoption("--repeat", type=int, default=None, dest="distill_repeat", metavar="N",
+                    help="run every example N times on every model, as separate items (ids carry -rK); default: "
+                         "each model's models.toml `repeat` (frontier entries 3), else 1")
     group.addoption("--distill-models", dest="distill_models_file", metavar="FILE",
                     help="project models file (default: models.toml at the rootdir)")
     group.addoption("--judge", dest="distill_judge", metavar="NAME",
@@ -101,6 +103,10 @@ class RunOptions:
     bench: BenchOptions | None  # set with --distill-bench
     invocation_dir: Path
     rootdir: Path
+    # model plans (plugin/plans.py): --model as given (empty: each suite's plan), --repeat as
+    # given (None: each model's `repeat`); `models` / `repeat` above keep their defaults
+    cli_models: tuple[str, ...] = ()
+    forced_repeat: int | None = None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> RunOptions:
@@ -109,7 +115,7 @@ class RunOptions:
         options = cls(
             models=tuple(dict.fromkeys(get("distill_models") or [DEFAULT_MODEL])),
             limit=get("distill_limit"),
-            repeat=get("distill_repeat"),
+            repeat=get("distill_repeat") or 1,
             constrain=not get("distill_unconstrained"),
             min_pass_rate=get("distill_min_pass_rate"),
             max_regression=get("distill_max_regression"),
@@ -124,6 +130,8 @@ class RunOptions:
             bench=_bench(config),
             invocation_dir=config.invocation_params.dir,
             rootdir=config.rootpath,
+            cli_models=tuple(dict.fromkeys(get("distill_models") or [])),
+            forced_repeat=get("distill_repeat"),
         )
         options.check()
         if not xdist.is_worker(config):
@@ -131,8 +139,8 @@ class RunOptions:
         return options
 
     def check(self) -> None:
-        if self.repeat < 1:
-            raise ConfigError(f"--repeat must be at least 1, got {self.repeat}")
+        if self.forced_repeat is not None and self.forced_repeat < 1:
+            raise ConfigError(f"--repeat must be at least 1, got {self.forced_repeat}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit must be at least 1, got {self.limit}")
         if self.min_pass_rate is not None and not 0 <= self.min_pass_rate <= 1:
@@ -188,6 +196,8 @@ def check_named_folders(args: list[str], invocation_dir: Path) -> None:
         if not folder.is_dir() or (folder / JOB_FILE).is_file():
             continue
         found = [name for name in _SUITE_FILES if (folder / name).is_file()]
+        if found == [SETTINGS_FILE]:
+            continue  # a distill.toml alone: settings shared by the suites below (plans.py)
         if found:
             raise ConfigError(f"{arg} is not a suite folder: it has {', '.join(found)} but no {JOB_FILE}")
 

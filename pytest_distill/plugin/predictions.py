@@ -49,7 +49,7 @@ def predict(state: RunState, suite_dir: str | Path, model: str | None = None,
         raise ConfigError(f"model '{model}' runs at temperature {entry.temperature!r}: snapshot predictions "
                           "need temperature = 0 in its models.toml entry, or they change from run to run")
     path = Path(suite_dir)
-    suite = load_suite(path if path.is_absolute() else options.rootdir / path)
+    suite = load_suite(path if path.is_absolute() else options.rootdir / path, options.rootdir)
     limit = limit if limit is not None else options.limit
     examples = suite.examples[:limit] if limit else suite.examples
     requests = [build_request(e, constrain=options.constrain, temperature=entry.temperature, seed=entry.seed,

@@ -6,6 +6,7 @@ lifecycle.py creates and closes it; the hooks route to the modules that act on i
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ from pytest_distill.models.registry import ModelEntry, Registry
 from pytest_distill.plugin import xdist
 from pytest_distill.plugin.evaluate import Evaluator
 from pytest_distill.plugin.options import RunOptions
+from pytest_distill.plugin.plans import RunPlan
 from pytest_distill.runtime.cache import SqliteCache
 from pytest_distill.runtime.servers import ServerPool
 
@@ -37,6 +39,8 @@ class RunState:
     bench_results: list[BenchResult] = field(default_factory=list)  # --distill-bench
     notes: list[tuple[str, bool]] = field(default_factory=list)  # (line, is a problem): reports written or not
     started_at: float = field(default_factory=time.time)
+    plan: RunPlan | None = None  # which models each suite runs, how many times (plans.py)
+    resolve: Callable[[str], ModelEntry] | None = None  # a model name -> its entry, ready for this process
 
     @property
     def is_worker(self) -> bool:

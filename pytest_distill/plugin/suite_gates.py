@@ -24,7 +24,7 @@ class SuiteGates:
             path = Path(suite_path)
             folder = path if path.is_absolute() else self.options.rootdir / path
             try:
-                self._settings[suite_path] = read_settings(folder / SETTINGS_FILE)
+                self._settings[suite_path] = read_settings(folder / SETTINGS_FILE, self.options.rootdir)
             except DistillError:
                 self._settings[suite_path] = SuiteSettings()  # reported at collection
         return self._settings[suite_path]

@@ -72,6 +72,24 @@ def also_line(suite: str, model: str, records: list[Record]) -> str | None:
 # The offline default judge: it exercises the machinery, but a 135M model says "good" to
 # nearly everything, so its pass rates must not be read as grades.
 SMOKE_JUDGES = {"smollm2-135m"}
+NAME_A_JUDGE = ('pass --judge MODEL, or set judge = "claude-sonnet-4.6" (the benchmark\'s judge) in the suite\'s '
+                "distill.toml, for grades you can trust")
+
+
+def judge_warning(records: list[Record]) -> dict[str, Any] | None:
+    """When an offline/smoke judge decided any verdict: which, how many verdicts, and the line
+    every artifact shows (terminal, summary.md, report.html, results.json, step summary)."""
+    verdicts = [j for r in records for j in _judgements(r) if str(j.get("model")) in SMOKE_JUDGES]
+    if not verdicts:
+        return None
+    judges = sorted({str(j.get("model")) for j in verdicts})
+    graded = sum(j.get("by") == "model" for j in verdicts)
+    suites = sorted({r.suite for r in records if any(str(j.get("model")) in SMOKE_JUDGES for j in _judgements(r))})
+    message = (f"the judge {', '.join(judges)} is the offline default, a smoke test of the judging machinery that "
+               f"calls almost any answer good: its {len(verdicts)} verdict(s) ({graded} graded by the model) on "
+               f"{', '.join(suites)} are not grades; {NAME_A_JUDGE}")
+    return {"judges": judges, "suites": suites, "verdicts": len(verdicts), "graded_by_model": graded,
+            "message": message}
 
 
 def generation_lines(records: list[Record]) -> list[str]:
@@ -83,9 +101,7 @@ def generation_lines(records: list[Record]) -> list[str]:
         for line in (judge_line(suite, model, group), also_line(suite, model, group)):
             if line:
                 lines.append(line)
-    smoke = sorted({str(j.get("model")) for r in records for j in _judgements(r) if j.get("by") == "model"} & SMOKE_JUDGES)
-    if smoke:
-        lines.append(f"note: the judge {', '.join(smoke)} is the offline default, a smoke test of the judging "
-                     "machinery that calls almost any answer good: pass --judge MODEL (or set judge in "
-                     "distill.toml) for grades you can trust")
+    warning = judge_warning(records)
+    if warning:
+        lines.append(f"note: {warning['message']}")
     return lines

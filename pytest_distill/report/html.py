@@ -315,6 +315,9 @@ def render(document: dict[str, Any]) -> str:
             f'<span class="{"status-ok" if status == 0 else "status-fail"}">{status}</span> · '
             f"{len(records)} records · models: {_e(', '.join(run['models']))}<br>"
             f"<code>pytest {_e(' '.join(run['args']))}</code></p>"]
+    warning = document.get("judge_warning")
+    if warning:
+        body.append(f'<p class="judge-warning" role="alert"><strong>Offline judge:</strong> {_e(warning["message"])}</p>')
     if gates:
         body.append(f"<p>Gates: {len(gates) - len(failed_gates)} passed, {len(failed_gates)} failed.</p>")
     body.append("<h2>Summary</h2>" + _summary_table(summaries))

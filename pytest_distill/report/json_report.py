@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pytest_distill.core.result import RunResult
+from pytest_distill.report.generation import judge_warning
 from pytest_distill.report.results_file import SCHEMA_NAME, SCHEMA_VERSION
 
 # Packages whose versions can change a result: recorded when installed.
@@ -78,7 +79,8 @@ def _plain(value: Any) -> Any:
 def build_document(*, created_at: str, run: dict[str, Any], models: dict[str, dict[str, Any]],
                    suites: dict[str, dict[str, Any]], summaries: list[dict[str, Any]],
                    gates: list[dict[str, Any]], comparisons: list[dict[str, Any]],
-                   baseline: dict[str, Any] | None, records: list[dict[str, Any]]) -> dict[str, Any]:
+                   baseline: dict[str, Any] | None, records: list[dict[str, Any]],
+                   judge_warning: dict[str, Any] | None = None) -> dict[str, Any]:
     """Assemble the document. Records are sorted so that serial and -n N runs write the same file
     (up to timings)."""
     ordered = sorted(records, key=lambda r: (r["suite"], r["model"], r["example_id"], r["repetition"]))
@@ -94,6 +96,7 @@ def build_document(*, created_at: str, run: dict[str, Any], models: dict[str, di
         "gates": gates,
         "comparisons": comparisons,
         "baseline": baseline,
+        "judge_warning": judge_warning,  # an offline/smoke judge decided verdicts (report/generation.py)
         "records": ordered,
     }
     # Round-trip through JSON so what is returned is exactly what gets written.
@@ -121,4 +124,5 @@ def document(result: RunResult, created_at: str | None = None) -> dict[str, Any]
         summaries=summaries, gates=[g.to_dict() for g in result.gates],
         comparisons=[c.to_dict() for c in result.comparisons], baseline=baseline,
         records=[r.to_dict() for r in result.records],
+        judge_warning=judge_warning(list(result.records)),
     )

@@ -27,6 +27,9 @@ def render(document: dict[str, Any]) -> str:
     run = document["run"]
     status = run["exit_status"]
     lines = [f"## pytest-distill: {'passed' if status == 0 else 'failed'} (exit status {status})", ""]
+    warning = document.get("judge_warning")
+    if warning:
+        lines += [f"> ⚠️ **Offline judge:** {warning['message']}", ""]
     rows = []
     for s in document["summaries"]:
         rate = (f"{100 * s['rep_mean']:.1f} ± {100 * (s['rep_std'] or 0):.1f}%"

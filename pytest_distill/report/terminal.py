@@ -57,6 +57,15 @@ def format_table(rows: list[list[str]]) -> list[str]:
     return lines
 
 
+def runs_label(result: RunResult, summary: Summary) -> str:
+    """`3×`, or `1× t=0` for a row measured once at temperature 0: its rate rests on the claim
+    that temperature 0 is deterministic (docs/models.md), which --repeat checks."""
+    temperature = (result.models.get(summary.model) or {}).get("temperature")
+    if summary.repetitions <= 1 and temperature == 0:
+        return "1× t=0"
+    return f"{max(summary.repetitions, 1)}×"
+
+
 def render(result: RunResult) -> list[str]:
     """The lines under the '= pytest-distill =' separator."""
     extra: dict[tuple[str, str], dict[str, str]] = {}
@@ -66,6 +75,9 @@ def render(result: RunResult) -> list[str]:
                                      "cost basis": cost.basis}
     for gate in result.gates:
         extra.setdefault((gate.suite, gate.model), {})["gate"] = "PASS" if gate.passed else "FAIL"
+    if any(s.repetitions > 1 for s in result.summaries):
+        for s in result.summaries:
+            extra.setdefault((s.suite, s.model), {})["runs"] = runs_label(result, s)
     lines = format_table(summary_rows(result.summaries, extra))
     lines += [f"gate {'passed' if g.passed else 'FAILED'}: {g.suite} x {g.model}: {g.reason}" for g in result.gates]
     for comparison in result.comparisons:

@@ -38,7 +38,9 @@ def find_test_file(folder: Path) -> Path | None:
     return present[0] if present else None
 
 
-def load_suite(folder: Path) -> Suite:
+def load_suite(folder: Path, root: Path | None = None) -> Suite:
+    """The suite in `folder`; with `root` (the rootdir), distill.toml files in the folders
+    between it and the suite apply too (read_settings)."""
     folder = Path(folder)
     job_path = folder / JOB_FILE
     job = _read_json_document(job_path)
@@ -64,7 +66,7 @@ def load_suite(folder: Path) -> Suite:
 
     config_task, config_source = _read_config_task(folder)
     task_type, task_source = _task_type(config_task, config_source, classes, tools, rows)
-    settings = read_settings(folder / SETTINGS_FILE)
+    settings = read_settings(folder / SETTINGS_FILE, root)
 
     suite = Suite(
         name=folder.name,
@@ -207,24 +209,34 @@ def _task_type(config_task, config_source, classes, tools, rows) -> tuple[TaskTy
     return TaskType.QUESTION_ANSWERING, "inferred: no classes, tools or context"
 
 
-_SETTINGS_KEYS = {"scorer", "also", "constrain", "judge", "max_tokens"}
+_SETTINGS_KEYS = {"models", "scorer", "also", "constrain", "judge", "max_tokens"}
 _GATE_KEYS = {"min_pass_rate", "max_error_rate", "max_regression"}
 _PROMPT_KEYS = {"system", "user_template"}
+_TABLES = ("gate", "prompt")  # merged per key across the files, like the top-level keys
 
 
-def read_settings(path: Path) -> SuiteSettings:
-    settings = SuiteSettings()
-    if not path.is_file():
-        return settings
+def settings_files(folder: Path, root: Path | None) -> list[Path]:
+    """The distill.toml files that apply to the suite in `folder`, farthest first: one in each
+    folder from `root` (the rootdir) down to the suite's own. Without a root, or for a suite
+    outside it: the suite's own file only."""
+    folder = Path(folder)
+    chain = [folder]
+    if root is not None:
+        inside, top = folder.resolve(), Path(root).resolve()
+        chain += [p for p in inside.parents if p == top or top in p.parents]
+    return [d / SETTINGS_FILE for d in reversed(chain) if (d / SETTINGS_FILE).is_file()]
+
+
+def _read_settings_file(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(_decode(path))
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError(path, f"invalid TOML: {exc}") from None
     validate.check_file(path, data)  # schema check: types, ranges, scorer names, unknown keys
-    settings.source = path
-    gate = data.pop("gate", {})
-    prompt = data.pop("prompt", {})
-    for table, known, label in ((data, _SETTINGS_KEYS, ""), (gate, _GATE_KEYS, "gate."), (prompt, _PROMPT_KEYS, "prompt.")):
+    gate = data.get("gate", {})
+    prompt = data.get("prompt", {})
+    top = {k: v for k, v in data.items() if k not in _TABLES}
+    for table, known, label in ((top, _SETTINGS_KEYS, ""), (gate, _GATE_KEYS, "gate."), (prompt, _PROMPT_KEYS, "prompt.")):
         if not isinstance(table, dict):
             raise SuiteError(path, "must be a table", field=label.rstrip("."))
         unknown = set(table) - known
@@ -235,16 +247,39 @@ def read_settings(path: Path) -> SuiteSettings:
         value = gate.get(key)
         if value is not None and not (isinstance(value, (int, float)) and 0 <= value <= 1):
             raise SuiteError(path, f"must be a number between 0 and 1, got {value!r}", field=f"gate.{key}")
-    settings.scorer = data.get("scorer")
-    settings.also = list(data.get("also", []))
-    settings.constrain = bool(data.get("constrain", True))
-    settings.judge = data.get("judge")
-    settings.max_tokens = data.get("max_tokens")
-    settings.min_pass_rate = gate.get("min_pass_rate")
-    settings.max_error_rate = gate.get("max_error_rate")
-    settings.max_regression = gate.get("max_regression")
-    settings.system_prompt = prompt.get("system")
-    settings.user_template = prompt.get("user_template")
+    return data
+
+
+def read_settings(path: Path, root: Path | None = None) -> SuiteSettings:
+    """The suite's settings from `path` (its distill.toml) and, with `root`, every distill.toml
+    in the folders between the rootdir and the suite: the nearest file wins per key
+    (`gate.*` and `prompt.*` keys each on their own)."""
+    settings = SuiteSettings()
+    files = settings_files(path.parent, root) if root is not None else ([path] if path.is_file() else [])
+    if not files:
+        return settings
+    merged: dict[str, Any] = {}  # dotted key ("gate.min_pass_rate") -> value
+    for file in files:  # farthest first: nearer files overwrite
+        for key, value in _read_settings_file(file).items():
+            if key in _TABLES:
+                for sub, sub_value in value.items():
+                    merged[f"{key}.{sub}"] = sub_value
+                    settings.origins[f"{key}.{sub}"] = file
+            else:
+                merged[key] = value
+                settings.origins[key] = file
+    settings.source = files[-1]
+    settings.models = list(merged["models"]) if "models" in merged else None
+    settings.scorer = merged.get("scorer")
+    settings.also = list(merged.get("also", []))
+    settings.constrain = bool(merged.get("constrain", True))
+    settings.judge = merged.get("judge")
+    settings.max_tokens = merged.get("max_tokens")
+    settings.min_pass_rate = merged.get("gate.min_pass_rate")
+    settings.max_error_rate = merged.get("gate.max_error_rate")
+    settings.max_regression = merged.get("gate.max_regression")
+    settings.system_prompt = merged.get("prompt.system")
+    settings.user_template = merged.get("prompt.user_template")
     return settings
 
 

@@ -36,7 +36,13 @@ class SuiteSettings:
     user_template: str | None = None  # e.g. "Question: {question}\nContext: {context}"
     max_tokens: int | None = None
     judge: str | None = None  # default judge model for this suite
-    source: Path | None = None
+    models: list[str] | None = None  # the suite's model plan (names or @groups); None: the default model
+    source: Path | None = None  # the nearest distill.toml that applies
+    origins: dict[str, Path] = field(default_factory=dict)  # key ("gate.min_pass_rate") -> the file that set it
+
+    def file_of(self, key: str, default: Path) -> Path:
+        """The distill.toml that set `key` (for messages), else `default`."""
+        return self.origins.get(key, default)
 
 
 @dataclass

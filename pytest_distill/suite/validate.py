@@ -147,7 +147,7 @@ def _check_template(suite: Suite) -> None:
     template = suite.settings.user_template
     if not template:
         return
-    path = suite.settings.source or suite.path / "distill.toml"
+    path = suite.settings.file_of("prompt.user_template", suite.path / "distill.toml")
     line = find_line(path, ["prompt", "user_template"])
 
     def fail(message: str) -> SuiteError:
@@ -266,6 +266,7 @@ _DOC_TITLES = {
     "job_description.json": "`job_description.json`",
     "config": "`config.yaml` / `config.json`",
     "models.toml": "`models.toml` (each `[NAME]` entry)",
+    "models.toml [groups]": "`models.toml` `[groups]`",
 }
 
 
@@ -281,7 +282,8 @@ def settings_docs() -> str:
         "Tables in TOML are shown as dotted names (`gate.min_pass_rate` is `min_pass_rate` under `[gate]`).",
         "",
     ]
-    schemas = {**{kind: load_schema(kind) for kind in SCHEMAS}, "models.toml": models_schema.load_schema()}
+    schemas = {**{kind: load_schema(kind) for kind in SCHEMAS}, "models.toml": models_schema.load_schema(),
+               "models.toml [groups]": models_schema.load_groups_schema()}
     for kind, schema in schemas.items():
         out += [
             f"## {_DOC_TITLES[kind]}",

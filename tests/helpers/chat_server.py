@@ -79,6 +79,7 @@ class FakeChatServer(FakeHTTPServer):
             # The loader may strip surrounding whitespace; match on the stripped text.
             self.answers[str(question).strip()] = (index, str(answer))
         self.responder = responder
+        self.listed_models: list[str] = []  # the ids GET /v1/models lists
 
     @property
     def url(self) -> str:
@@ -112,7 +113,8 @@ class FakeChatServer(FakeHTTPServer):
     # --- answering -----------------------------------------------------------
     def answer(self, request: HTTPRequest) -> Reply:
         if request["method"] == "GET":  # /v1/models, for readiness checks
-            return {"status": 200, "body": {"object": "list", "data": []}}
+            listed = [{"id": name, "object": "model"} for name in self.listed_models]
+            return {"status": 200, "body": {"object": "list", "data": listed}}
         status, payload = self.handle(request["path"], request["json"] or {})
         return {"status": status, "body": payload}
 
