@@ -17,7 +17,7 @@ pytestmark = [needs_llama, pytest.mark.slow]
 
 def test_the_example_module_runs_on_the_embedded_model(pytester):
     shutil.copy(REPO / "examples" / "test_python_api.py", pytester.path / "test_python_api.py")
-    for suite in ("banking77", "smart-home"):
+    for suite in ("trec", "smart-home"):
         shutil.copytree(REPO / "suites" / suite, pytester.path / "suites" / suite)
     result = pytester.runpytest(
         "test_python_api.py",
