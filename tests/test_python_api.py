@@ -24,22 +24,24 @@ LABELS = ["card_arrival", "card_delivery_estimate", "lost_or_stolen_card"]
 
 
 def test_exact_match_passes_after_normalisation_and_returns_the_score():
-    score = assert_exact_match(Completion(text=' Label: "Card Arrival."\n'), "card_arrival")
+    score = assert_exact_match(Completion(text=' Label: "Card_Arrival."\n'), "card_arrival")
     assert isinstance(score, Score) and score.passed and score.value == 1.0
     assert assert_exact_match('{"label": "card_arrival"}', "card_arrival", labels=LABELS).got == "card_arrival"
 
 
 def test_exact_match_miss_names_the_normalised_values():
     with pytest.raises(AssertionError) as failure:
-        assert_exact_match(" Card Delivery Estimate.", "card_arrival", labels=LABELS)
+        assert_exact_match(" Card_Delivery_Estimate.", "card_arrival", labels=LABELS)
     assert str(failure.value) == (
-        "expected 'card_arrival', got 'card_delivery_estimate' (normalised from ' Card Delivery Estimate.')"
+        "expected 'card_arrival', got 'card_delivery_estimate' (normalised from ' Card_Delivery_Estimate.')"
     )
 
 
 def test_exact_match_with_labels_refuses_a_reply_outside_them():
-    with pytest.raises(AssertionError, match=r"got 'card lost', which is none of the 3 labels"):
-        assert_exact_match("card lost", "card lost", labels=LABELS)
+    with pytest.raises(
+        AssertionError, match=r"got 'card arrival' \(normalised from 'Card arrival'\), which is none of the 3 labels"
+    ):
+        assert_exact_match("Card arrival", "card arrival", labels=LABELS)
 
 
 def test_exact_match_without_normalisation_compares_the_strings():
@@ -58,8 +60,8 @@ def test_judged_needs_a_running_test():
 
 
 def test_assertrepr_explains_a_label_and_a_tool_call():
-    lines = compare("==", Completion(text=" Card Delivery Estimate."), "card_arrival")
-    assert "expected 'card_arrival', got 'card delivery estimate' (normalised from ' Card Delivery Estimate.')" in lines
+    lines = compare("==", Completion(text=" Card_Delivery_Estimate."), "card_arrival")
+    assert "expected 'card_arrival', got 'card_delivery_estimate' (normalised from ' Card_Delivery_Estimate.')" in lines
     lines = compare("==", ToolCall("toggle", {"room": "hall"}), {"name": "toggle", "parameters": {"room": "porch"}})
     assert lines == ["tool calls not equivalent", "parameters.room: expected 'porch', got 'hall'"]
     assert compare("==", "a", "b") is None and compare("!=", Completion(text="a"), "a") is None
@@ -124,7 +126,7 @@ def _respond(body):
         return _judge(model.partition("-")[2])
     if model == "broken":
         return 500, {"error": {"message": "fake server error"}}
-    return "card_arrival" if model == "right" else " Card Delivery Estimate."
+    return "card_arrival" if model == "right" else " Card_Delivery_Estimate."
 
 
 @pytest.fixture
@@ -177,14 +179,14 @@ def test_assertions_and_the_model_factory_in_a_run(project, mode):
     result.assert_outcomes(passed=5, failed=3, errors=3)
     assert "INTERNALERROR" not in out and "Traceback" not in out
     for line in (
-        "expected 'card_arrival', got 'card_delivery_estimate' (normalised from ' Card Delivery Estimate.')",
+        "expected 'card_arrival', got 'card_delivery_estimate' (normalised from ' Card_Delivery_Estimate.')",
         "judge judge-bad: bad - A different city. (candidate: 'Born in Amsterdam.')",
         "error: judge judge-error failed: judge-error: HTTP 500: judge overloaded",
         "error: judge judge-garbage gave no readable verdict in 3 attempts",
         "error: broken: HTTP 500: fake server error",
     ):
         assert line in out
-    result.stdout.fnmatch_lines(["*the reply's text differs*", "*normalised from ' Card Delivery Estimate.'*"])
+    result.stdout.fnmatch_lines(["*the reply's text differs*", "*normalised from ' Card_Delivery_Estimate.'*"])
     assert "ERROR test_handwritten.py::test_judge_fails" in out and "FAILED test_handwritten.py::test_judged_bad" in out
     # the end table: one row per model under the module's name, with latency and tokens
     priced = summary_row(out, "test_handwritten", "priced")

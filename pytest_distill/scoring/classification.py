@@ -13,7 +13,6 @@ from pytest_distill.suite.model import Example
 
 _PREFIX = re.compile(r"^\s*(?:the\s+)?(?:label|class|category|answer|intent)\s*(?:is)?\s*[:=\-]?\s*", re.IGNORECASE)
 _EDGE = string.punctuation + string.whitespace + "“”‘’«»`"
-_JOINERS = re.compile(r"[\s_\-]+")  # card_arrival, card-arrival and card arrival are one label
 
 
 def unwrap_label(text: str) -> str:
@@ -31,13 +30,13 @@ def unwrap_label(text: str) -> str:
 
 
 def normalize_label(text: str) -> str:
-    """Case, surrounding whitespace, quotes and punctuation, a `label:` prefix, a JSON
-    wrapping and the choice of word joiner (space, `_`, `-`) don't count."""
+    """Case, surrounding whitespace, quotes and punctuation, a `label:` prefix and a JSON
+    wrapping don't count. `card arrival` stays another label than `card_arrival`."""
     text = unwrap_label(text)
     value = text.strip().splitlines()[0] if text.strip() else ""
     value = _PREFIX.sub("", value, count=1)
     value = value.strip(_EDGE)
-    return _JOINERS.sub(" ", value).casefold()
+    return re.sub(r"\s+", " ", value).casefold()
 
 
 def _shown(text: str) -> str:
