@@ -152,7 +152,7 @@ def test_other_outcomes_of_a_custom_test(project):
         def test_plain_assert(distill_model, distill_example):
             assert distill_model.respond(distill_example).tool_calls[0].arguments["room"] == "hall", "wrong room"
 
-        def test_model_without_examples(distill_model):
+        def test_example_without_examples(distill_example):
             pass
     """)
     result = project.runpytest("test_more.py", "--model=fake", "-p", "no:cacheprovider", "-rA")
@@ -162,7 +162,7 @@ def test_other_outcomes_of_a_custom_test(project):
     assert summary_row(out, "lights::test_crashes", "fake")[2:6] == ["1", "0", "0", "1"]  # a crash is an error
     assert summary_row(out, "lights::test_data_only", "fake")[2:6] == ["1", "1", "0", "0"]
     assert summary_row(out, "lights::test_plain_assert", "fake")[2:6] == ["1", "0", "1", "0"]
-    result.stdout.fnmatch_lines(["*the 'distill_model' and 'distill_example' fixtures come with @examples(...)*"])
+    result.stdout.fnmatch_lines(["*the 'distill_example' fixture comes with @examples(...)*"])
 
 
 def test_unknown_suite_folder_is_a_collection_error(project):

@@ -70,6 +70,18 @@ class Record:
             return None
         return cls(**data)
 
+    @classmethod
+    def all_from_properties(cls, properties: list[tuple[str, Any]]) -> list[Record]:
+        """Every Record in the properties: a plain test that asked two models carries two,
+        each starting with its `suite` property."""
+        start = PROPERTY_PREFIX + "suite"
+        groups: list[list[tuple[str, Any]]] = []
+        for name, value in properties:
+            if name == start or not groups:
+                groups.append([])
+            groups[-1].append((name, value))
+        return [record for group in groups if (record := cls.from_properties(group)) is not None]
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

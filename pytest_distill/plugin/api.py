@@ -27,6 +27,7 @@ import pytest
 from pytest_distill.core.errors import DistillError
 from pytest_distill.core.records import ERROR, MISS, PASS, SKIP
 from pytest_distill.models.base import Completion, ProviderError, Request
+from pytest_distill.plugin.calls import JUDGED, CallError, ModelFactory, ScoredMiss, record_plain
 from pytest_distill.plugin.collect import ExampleItem, item_params, planned_models
 from pytest_distill.plugin.evaluate import OUR_ERRORS, Evaluator, Target, recorded
 from pytest_distill.plugin.state import SESSION_KEY, RunState
@@ -40,6 +41,7 @@ from pytest_distill.suite import Example, Suite, is_suite_dir, load_suite
 EXAMPLES_MARK = "distill_examples"
 CASE_FIXTURE = "distill_case"
 MODEL_FIXTURE = "distill_model"
+MODEL_NAME_FIXTURE = "distill_model_name"
 _SUITES = pytest.StashKey[dict[Path, Suite]]()
 _HANDLE = pytest.StashKey["ModelHandle"]()
 
@@ -47,12 +49,8 @@ _HANDLE = pytest.StashKey["ModelHandle"]()
 # --- assertions ----------------------------------------------------------------------
 
 
-class ToolCallMismatch(AssertionError):
+class ToolCallMismatch(ScoredMiss):
     """A reply that is not the expected call: an assertion failure, hence a miss."""
-
-    def __init__(self, score: Score) -> None:
-        super().__init__(score.explanation)
-        self.score = score
 
 
 def assert_tool_call_equivalent(reply: Any, expected: Any, tools: Any = None) -> Score:
@@ -100,6 +98,8 @@ class Case:
 def generate_tests(metafunc: pytest.Metafunc, state: RunState) -> None:
     mark = metafunc.definition.get_closest_marker(EXAMPLES_MARK)
     if mark is None:
+        if MODEL_NAME_FIXTURE in metafunc.fixturenames:  # a plain test, once per --model
+            metafunc.parametrize(MODEL_NAME_FIXTURE, list(state.options.models), indirect=True)
         return
     if not mark.args:
         raise pytest.Collector.CollectError("@examples needs a suite folder")
@@ -167,14 +167,18 @@ def targets(items: list[pytest.Item]) -> list[Target]:
 def case_fixture(request: pytest.FixtureRequest) -> Case:
     case = getattr(request, "param", None)
     if not isinstance(case, Case):
-        pytest.fail("the 'distill_model' and 'distill_example' fixtures come with @examples(...) from pytest_distill",
-                    pytrace=False)
+        pytest.fail("the 'distill_example' fixture comes with @examples(...) from pytest_distill "
+                    "(a plain test asks a model with distill_model('name').respond(...))", pytrace=False)
     return case
 
 
-def model_fixture(request: pytest.FixtureRequest, case: Case) -> ModelHandle:
-    """The example's answer is requested now, in setup: a provider failure is then a pytest
-    error (not a failure), and serial runs have it prefetched with every other request."""
+def model_fixture(request: pytest.FixtureRequest) -> ModelHandle | ModelFactory:
+    """Inside @examples, the item's --model, its answer requested now, in setup: a provider
+    failure is then a pytest error (not a failure), and serial runs have it prefetched with
+    every other request. In a plain test, a factory: distill_model("name") -> ModelClient."""
+    case = case_of(request.node)
+    if case is None:
+        return ModelFactory(request.node)
     handle = ModelHandle(request.config.stash[SESSION_KEY].evaluator, request.node, case)
     request.node.stash[_HANDLE] = handle
     handle.prepare()
@@ -220,8 +224,8 @@ class ModelHandle:
         except ProviderError as exc:
             if not recorded(self._item):
                 self._evaluator.record(self._item, self._case, ERROR, error=str(exc), scorer=_scorer(self._item))
-            # One line, no traceback: in setup, pytest reports it as an error, not a failure.
-            pytest.fail(f"error: {exc}", pytrace=False)
+            # One line, no traceback, and an error (in setup or in the test body), not a failure.
+            raise CallError(f"error: {exc}") from None
         except OUR_ERRORS:
             raise
         except Exception as exc:  # noqa: BLE001 - a bug in pytest-distill, not in the test or the model
@@ -236,7 +240,10 @@ class ModelHandle:
 def record_call(item: pytest.Item, state: RunState, exc: BaseException | None) -> None:
     """After the test body of an @examples item: its Record, unless one is written already."""
     case = case_of(item)
-    if case is None or recorded(item):
+    if case is None:
+        record_plain(item, state, exc)
+        return
+    if recorded(item):
         return
     if isinstance(exc, (KeyboardInterrupt, SystemExit, pytest.exit.Exception, pytest.xfail.Exception)):
         return
@@ -244,14 +251,19 @@ def record_call(item: pytest.Item, state: RunState, exc: BaseException | None) -
     handle = item.stash.get(_HANDLE, None)
     completion = handle.last if handle is not None else None
     scorer = _scorer(item)
+    judged = item.stash.get(JUDGED, [])
+    extra = {"judge": judged[0] if len(judged) == 1 else judged} if judged else {}
     if isinstance(exc, pytest.skip.Exception):
         evaluator.record(item, case, SKIP, explanation=str(exc.msg if hasattr(exc, "msg") else exc), scorer=scorer)
+        return
+    if isinstance(exc, CallError):  # the judge failed in the test body: an error, never a miss
+        evaluator.record(item, case, ERROR, error=str(exc.msg), scorer=scorer)
         return
     if exc is not None and not isinstance(exc, (AssertionError, pytest.fail.Exception)):
         # The test could not decide (a bug in the test, or unexpected data): an error, never a miss.
         evaluator.record(item, case, ERROR, error=f"{type(exc).__name__}: {exc}"[:1000], scorer=scorer)
         return
-    if isinstance(exc, ToolCallMismatch):
+    if isinstance(exc, ScoredMiss):
         score = exc.score
     elif exc is not None:  # a failed assert or pytest.fail(): the model's answer was wrong
         score = Score(False, 0.0, (str(exc).strip() or "assertion failed")[:1000])
@@ -259,9 +271,9 @@ def record_call(item: pytest.Item, state: RunState, exc: BaseException | None) -
         score = Score(True, 1.0, "")
     if completion is None:
         evaluator.record(item, case, PASS if score.passed else MISS, score=score.value,
-                         explanation=score.explanation, scorer=scorer)
+                         explanation=score.explanation, scorer=scorer, extra=extra)
     else:
-        evaluator.record_answer(item, case, completion, score, scorer)
+        evaluator.record_answer(item, case, completion, score, scorer, extra=extra)
 
 
 def _scorer(item: pytest.Item) -> str:

@@ -221,7 +221,10 @@ class Evaluator:
     def judge_for(self, example: Example) -> Judge:
         """--judge, else the suite's distill.toml judge, else the embedded model. Its requests go
         through the engine: same cache, retries and rate limits as the evaluated models."""
-        name = self.options.judge or example.suite.settings.judge or DEFAULT_JUDGE
+        return self.judge_named(self.options.judge or example.suite.settings.judge or DEFAULT_JUDGE)
+
+    def judge_named(self, name: str) -> Judge:
+        """The judge model called `name` (assert_judged names one too)."""
         entry = self.judge_entry(name)
         return Judge(lambda request: self.engine.complete(entry, request), name=name,
                      cost=lambda usage: api_cost(entry, usage))

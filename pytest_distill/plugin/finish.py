@@ -34,9 +34,7 @@ def add_report(state: RunState, report: pytest.TestReport) -> None:
     """The controller collects each item's Record from its teardown report."""
     if report.when != "teardown":
         return
-    record = Record.from_properties(report.user_properties)
-    if record is not None:
-        state.records.append(record)
+    state.records.extend(Record.all_from_properties(report.user_properties))
 
 
 def finish(state: RunState, session: pytest.Session) -> RunResult:

@@ -14,7 +14,7 @@ import os
 import pytest
 
 from pytest_distill.core.errors import DistillError
-from pytest_distill.plugin import api, collect, finish, lifecycle, output, xdist
+from pytest_distill.plugin import api, assertrepr, calls, collect, finish, lifecycle, output, xdist
 from pytest_distill.plugin.options import add_options
 from pytest_distill.plugin.predictions import fixture_for
 from pytest_distill.plugin.state import SESSION_KEY, RunState
@@ -92,12 +92,28 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
     try:
-        result = yield
+        with calls.running(item):  # assert_judged finds the run through the running item
+            result = yield
     except BaseException as exc:
         api.record_call(item, item.config.stash[SESSION_KEY], exc)
         raise
     api.record_call(item, item.config.stash[SESSION_KEY], None)
     return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    calls.mark_error(report, call)
+    return report
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
+    return calls.teststatus(report)
+
+
+def pytest_assertrepr_compare(config: pytest.Config, op: str, left, right):
+    return assertrepr.compare(op, left, right)
 
 
 @pytest.fixture(name=api.CASE_FIXTURE)
@@ -112,9 +128,19 @@ def distill_example(distill_case: api.Case):
 
 
 @pytest.fixture
-def distill_model(request: pytest.FixtureRequest, distill_case: api.Case) -> api.ModelHandle:
-    """The --model of an @examples test: distill_model.respond(example) -> Completion."""
-    return api.model_fixture(request, distill_case)
+def distill_model(request: pytest.FixtureRequest):
+    """In an @examples test, its --model: distill_model.respond(example) -> Completion. In a
+    plain test, a factory: distill_model("gpt-5-nano").respond("prompt") -> Completion."""
+    return api.model_fixture(request)
+
+
+@pytest.fixture
+def distill_model_name(request: pytest.FixtureRequest) -> str:
+    """A plain test that takes this fixture runs once per --model, with the model's name."""
+    name = getattr(request, "param", None)
+    if not isinstance(name, str):  # @examples tests have their model in distill_model
+        pytest.fail("distill_model_name parametrises plain tests, not @examples tests", pytrace=False)
+    return name
 
 
 class _ReportRoute:
