@@ -27,6 +27,7 @@ import pytest
 from pytest_distill.core.errors import DistillError
 from pytest_distill.core.records import ERROR, MISS, PASS, SKIP
 from pytest_distill.models.base import Completion, ProviderError, Request
+from pytest_distill.plugin import shard
 from pytest_distill.plugin.collect import ExampleItem, item_params
 from pytest_distill.plugin.evaluate import OUR_ERRORS, Evaluator, Target, recorded
 from pytest_distill.plugin.state import SESSION_KEY, RunState
@@ -107,6 +108,8 @@ def generate_tests(metafunc: pytest.Metafunc, state: RunState) -> None:
     options = state.options
     limits = [n for n in (options.limit, mark.kwargs.get("limit")) if n]
     rows = suite.examples[: min(limits)] if limits else suite.examples
+    if options.shard is not None:
+        rows = [e for e in rows if shard.holds(options, suite.path, e.id)]
     label = f"{suite.name}::{metafunc.definition.originalname}"
     cases, ids = [], []
     for model in options.models:
