@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET
-
 import threading
+import xml.etree.ElementTree as ET
 
 import pytest
 

@@ -35,6 +35,11 @@ class RunInfo:
     workers: int  # xdist workers; 0 for a serial run
     exit_status: int
     duration_s: float
+    # What makes shards parts of one run (plugin/shard.py), and with --distill-shard which
+    # shard this is and what pytest concluded before gates: `pytest-distill merge` checks and sums them.
+    definition: Mapping[str, Any] | None = None
+    shard: Mapping[str, Any] | None = None
+    merged_from: tuple[str, ...] | None = None  # pytest-distill merge: the shards' results.json files
 
 
 @dataclass(frozen=True)

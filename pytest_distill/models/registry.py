@@ -44,6 +44,7 @@ class ModelEntry:
     model: str
     description: str = ""
     base_url: str | None = None
+    base_urls: list[str] = field(default_factory=list)  # replicas: the engine sends to the least busy
     api_key_env: str | None = None  # None: the SDK's usual variable
     temperature: float | None = None  # None: the provider's default
     max_tokens: int | None = None  # None: the suite's max_tokens, else its task type's default
@@ -86,6 +87,10 @@ class ModelEntry:
     model_env: str | None = None
     source: str = "built-in"  # where the entry was defined
 
+    def __post_init__(self) -> None:
+        if self.base_urls and not self.base_url:  # what describes the model; requests go to the replicas
+            self.base_url = self.base_urls[0]
+
     @property
     def runs_per_example(self) -> int:
         """Repetitions when --repeat does not force a count."""
@@ -99,7 +104,8 @@ class ModelEntry:
         """The entry as reports show it: key *names* only; values that may be secrets are masked."""
         data = redact.value(dataclasses.asdict(self))
         data["base_url"] = redact.url(self.base_url)
-        data["serve_env"] = {name: redact.MARKER for name in self.serve_env}  # e.g. HF_TOKEN for a gated model
+        data["base_urls"] = [redact.url(u) for u in self.base_urls]
+        data["serve_env"] = dict.fromkeys(self.serve_env, redact.MARKER)  # e.g. HF_TOKEN for a gated model
         data["serve_args"] = redact.args(self.serve_args)
         return data
 
@@ -114,6 +120,9 @@ def register_secrets(table: dict[str, Any]) -> None:
     base_url = table.get("base_url")
     if isinstance(base_url, str):
         redact.register_url(base_url)
+    for url in table.get("base_urls") or []:
+        if isinstance(url, str):
+            redact.register_url(url)
     for mapping in (table.get("params"), table.get("serve_env")):
         if isinstance(mapping, dict):
             for name, value in mapping.items():

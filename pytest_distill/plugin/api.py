@@ -27,6 +27,7 @@ import pytest
 from pytest_distill.core.errors import DistillError
 from pytest_distill.core.records import ERROR, MISS, PASS, SKIP
 from pytest_distill.models.base import Completion, ProviderError, Request
+from pytest_distill.plugin import shard
 from pytest_distill.plugin.calls import JUDGED, CallError, ModelFactory, ScoredMiss, record_plain
 from pytest_distill.plugin.collect import ExampleItem, item_params, planned_models
 from pytest_distill.plugin.evaluate import OUR_ERRORS, Evaluator, Target, recorded
@@ -107,6 +108,8 @@ def generate_tests(metafunc: pytest.Metafunc, state: RunState) -> None:
     options = state.options
     limits = [n for n in (options.limit, mark.kwargs.get("limit")) if n]
     rows = suite.examples[: min(limits)] if limits else suite.examples
+    if options.shard is not None:
+        rows = [e for e in rows if shard.holds(options, suite.path, e.id)]
     label = f"{suite.name}::{metafunc.definition.originalname}"
     cases, ids = [], []
     try:
@@ -228,7 +231,7 @@ class ModelHandle:
             raise CallError(f"error: {exc}") from None
         except OUR_ERRORS:
             raise
-        except Exception as exc:  # noqa: BLE001 - a bug in pytest-distill, not in the test or the model
+        except Exception as exc:
             raise self._evaluator.internal_error(self._item, self._case, exc) from None
         self.last = completion
         return completion

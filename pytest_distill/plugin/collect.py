@@ -14,7 +14,7 @@ import pytest
 
 from pytest_distill.core.errors import DistillError, SuiteError
 from pytest_distill.models.base import Completion, Request
-from pytest_distill.plugin import lifecycle
+from pytest_distill.plugin import lifecycle, shard
 from pytest_distill.plugin.evaluate import InternalError, Miss, ProviderFailure
 from pytest_distill.plugin.state import SESSION_KEY, RunState
 from pytest_distill.scoring import (
@@ -109,6 +109,8 @@ class SuiteFile(pytest.File):
         except DistillError as exc:
             raise self.CollectError(str(exc)) from None
         examples = suite.examples[: options.limit] if options.limit else suite.examples
+        if options.shard is not None:
+            examples = [e for e in examples if shard.holds(options, suite.path, e.id)]
         for model in models:
             repeat = state.plan.repeat_for(model) if state.plan is not None else options.repeat
             for repetition in range(1, repeat + 1):

@@ -131,7 +131,7 @@ class Evaluator:
         for target in targets:
             try:
                 self.submit(target)
-            except Exception:  # noqa: BLE001, S112 - raised again, with its item, by answer()
+            except Exception:
                 continue
 
     # --- folder items --------------------------------------------------------
@@ -141,7 +141,7 @@ class Evaluator:
             return self._answer(item, target)
         except OUR_ERRORS:
             raise
-        except Exception as exc:  # noqa: BLE001 - anything else is a bug of ours: INTERNAL
+        except Exception as exc:
             raise self.internal_error(item, target, exc) from None
 
     def score(self, item: pytest.Item, target: Target, completion: Completion) -> None:
@@ -150,7 +150,7 @@ class Evaluator:
             self._score(item, target, completion)
         except OUR_ERRORS:
             raise
-        except Exception as exc:  # noqa: BLE001 - anything else is a bug of ours: INTERNAL
+        except Exception as exc:
             raise self.internal_error(item, target, exc) from None
 
     def _answer(self, item: pytest.Item, target: Target) -> Completion:

@@ -12,18 +12,13 @@ import time
 import pytest
 
 from pytest_distill.bench.load import saved_rate
-from pytest_distill.core.baseline import compare_to_baseline
-from pytest_distill.core.compare import DEFAULT_ALPHA, compare
-from pytest_distill.core.cost import cost_notes, summary_costs, tie_key
-from pytest_distill.core.gates import (
-    EXIT_OK,
-    EXIT_TESTS_FAILED,
-    check_gate,
-    exit_status,
-)
-from pytest_distill.core.records import ERROR, INTERNAL, MISS, Record, summarize
+from pytest_distill.core.compare import DEFAULT_ALPHA
+from pytest_distill.core.cost import cost_notes
+from pytest_distill.core.decide import PytestOutcome, decide
+from pytest_distill.core.records import Record
 from pytest_distill.core.result import BaselineRun, RunInfo, RunResult, SuiteGate
 from pytest_distill.plugin import xdist
+from pytest_distill.plugin.shard import run_definition, shard_info
 from pytest_distill.plugin.state import RunState
 from pytest_distill.plugin.suite_gates import SuiteGates
 from pytest_distill.report.junit import add_gate_testcases
@@ -46,35 +41,22 @@ def finish(state: RunState, session: pytest.Session) -> RunResult:
     planned = state.plan.models if state.plan is not None else ()
     # models planned only by workers follow in name order: records arrive in timing order
     run_models = tuple(dict.fromkeys([*planned, *sorted({r.model for r in records})])) or options.models
-    summaries = summarize(records)
     bench_rates = {name: rate for name, entry in state.entries.items()
                    if (rate := saved_rate(getattr(state.config, "cache", None), entry)) is not None}
-    costs = summary_costs(summaries, records, state.entries, bench_rates)
-    deltas = compare_to_baseline(records, records_of(state.baseline)) if state.baseline is not None else []
-    regressions = {(d.suite, d.model): d.regression_pp for d in deltas if d.regression_pp is not None}
     gates = SuiteGates(options)
-    gate_results = []
-    for s in summaries:
-        key = (s.suite, s.model)
-        gate = gates.gate_for(s.suite_path, baseline=key in regressions)
-        if gate.active and s.n > s.internal:  # all skipped (no scorer yet): nothing to gate on
-            gate_results.append(check_gate(s, gate, regressions.get(key)))
-    gated_ok = {(g.suite, g.model) for g in gate_results if g.passed}
-    excused = sum(1 for r in records if r.outcome in (MISS, ERROR) and (r.suite, r.model) in gated_ok)
-    status = exit_status(int(session.exitstatus), gate_results, session.testsfailed, excused,
-                         stopped_early=bool(session.shouldfail or session.shouldstop))
-    if status == EXIT_OK and any(r.outcome == INTERNAL for r in records):
-        status = EXIT_TESTS_FAILED  # a plugin bug never passes, whatever the gates say
-    if status != session.exitstatus:
-        session.exitstatus = pytest.ExitCode(status)
-    add_gate_testcases(state.config, gate_results)  # before junitxml writes its file
-    tie_keys = {name: tie_key(entry, name) for name, entry in state.entries.items()}
-    comparisons = compare(summaries, records, {k: c.per_request for k, c in costs.items()}, options.route_tolerance,
-                          tie_keys=tie_keys)
+    outcome = PytestOutcome(int(session.exitstatus), session.testsfailed,
+                            stopped_early=bool(session.shouldfail or session.shouldstop))
+    decision = decide(records, state.entries, gates.gate_for, outcome, options.route_tolerance,
+                      baseline_records=records_of(state.baseline) if state.baseline is not None else None,
+                      bench_rates=bench_rates)
+    if decision.exit_status != session.exitstatus:
+        session.exitstatus = pytest.ExitCode(decision.exit_status)
+    add_gate_testcases(state.config, list(decision.gates))  # before junitxml writes its file
+    summaries, comparisons = decision.summaries, decision.comparisons
     baseline = None
     if state.baseline is not None:
         baseline = BaselineRun(path=str(options.baseline_path), created_at=state.baseline.get("created_at"),
-                               deltas=tuple(deltas))
+                               deltas=decision.deltas)
     suites: dict[str, SuiteGate] = {}
     for s in summaries:
         if s.suite not in suites:
@@ -87,10 +69,11 @@ def finish(state: RunState, session: pytest.Session) -> RunResult:
         alpha=comparisons[0].alpha if comparisons else DEFAULT_ALPHA, baseline=options.baseline_path,
         workers=xdist.workers_for_report(state.config), exit_status=int(session.exitstatus),
         duration_s=max(0.0, time.time() - state.started_at),
+        definition=run_definition(state.config, options), shard=shard_info(options.shard, outcome),
     )
     return RunResult(
-        run=run, records=tuple(records), summaries=tuple(summaries), costs=costs, gates=tuple(gate_results),
-        suites=suites, comparisons=tuple(comparisons), baseline=baseline,
+        run=run, records=tuple(records), summaries=summaries, costs=decision.costs, gates=decision.gates,
+        suites=suites, comparisons=comparisons, baseline=baseline,
         models={name: entry.public_dict() for name, entry in state.entries.items()},
         cost_notes=tuple(cost_notes(state.entries.values(), sum(r.cached for r in records))),
     )

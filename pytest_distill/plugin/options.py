@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pytest_distill.core.errors import ConfigError
+from pytest_distill.core.shard import Shard, parse_shard
 from pytest_distill.plugin import xdist
 from pytest_distill.suite.loader import (
     CONFIG_FILES,
@@ -69,6 +70,10 @@ def add_options(parser: pytest.Parser) -> None:
                     help="measure for S seconds instead of a number of requests")
     group.addoption("--distill-bench-warmup", type=int, dest="distill_bench_warmup", metavar="W",
                     help="uncounted warm-up requests first (default: the concurrency)")
+    # --- CI shards (issue 14) ---
+    group.addoption("--distill-shard", dest="distill_shard", metavar="K/N",
+                    help="evaluate shard K of N: a fixed 1/N of the examples (all models and repetitions of an "
+                         "example together); combine the shards' results.json with `pytest-distill merge`")
     parser.addini("distill_models_file", "project models file (default: models.toml at the rootdir)")
     parser.addini("distill_cache", "response cache directory (as --distill-cache)")
     parser.addini("distill_cache_mode", "response cache mode (as --distill-cache-mode)")
@@ -107,6 +112,7 @@ class RunOptions:
     # given (None: each model's `repeat`); `models` / `repeat` above keep their defaults
     cli_models: tuple[str, ...] = ()
     forced_repeat: int | None = None
+    shard: Shard | None = None  # --distill-shard K/N
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> RunOptions:
@@ -132,6 +138,7 @@ class RunOptions:
             rootdir=config.rootpath,
             cli_models=tuple(dict.fromkeys(get("distill_models") or [])),
             forced_repeat=get("distill_repeat"),
+            shard=parse_shard(get("distill_shard")) if get("distill_shard") else None,
         )
         options.check()
         if not xdist.is_worker(config):

@@ -18,7 +18,8 @@ from pytest_distill.report.write import append_step_summary, write_reports
 def publish(state: RunState) -> None:
     """Write --distill-report's files and the GitHub step summary; notes what was written."""
     result = state.result
-    if result is None or not result.summaries:
+    # A shard writes its results.json even when none of the examples fell to it: merge needs every shard.
+    if result is None or (not result.summaries and state.options.shard is None):
         return
     report_dir = state.options.report_dir
     if report_dir is None and not os.environ.get("GITHUB_STEP_SUMMARY"):

@@ -10,7 +10,7 @@ import json
 import platform
 import re
 from dataclasses import asdict, is_dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -117,7 +117,7 @@ def document(result: RunResult, created_at: str | None = None) -> dict[str, Any]
         baseline = {"path": result.baseline.path, "created_at": result.baseline.created_at,
                     "deltas": [d.to_dict() for d in result.baseline.deltas]}
     return build_document(
-        created_at=created_at or datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        created_at=created_at or datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         run=asdict(result.run),
         models={name: dict(entry) for name, entry in result.models.items()},
         suites={name: {"path": g.path, "gate": asdict(g.gate)} for name, g in result.suites.items()},

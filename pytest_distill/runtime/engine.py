@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import dataclasses
 import hashlib
 import json
 import random
@@ -37,6 +38,7 @@ from pytest_distill.models.base import (
     ToolCall,
 )
 from pytest_distill.models.registry import ModelEntry, create_provider
+from pytest_distill.runtime.replicas import Replica, ReplicaSet, is_replica_failure
 
 if TYPE_CHECKING:
     from pytest_distill.runtime.servers import ServerPool
@@ -163,6 +165,7 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._lock = threading.RLock()
         self.retries = 0  # how many retries were made, over all requests
+        self._replicas: dict[str, ReplicaSet] = {}  # entries with base_urls
 
     # --- lifecycle -------------------------------------------------------
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
@@ -196,7 +199,7 @@ class Engine:
 
             try:
                 asyncio.run_coroutine_threadsafe(_cancel_all(), loop).result(timeout=10)
-            except Exception:  # noqa: BLE001, S110 - best effort at shutdown
+            except Exception:
                 pass
             loop.call_soon_threadsafe(loop.stop)
             if self._thread is not None:
@@ -204,7 +207,11 @@ class Engine:
             self._loop = None
         for provider in self._providers.values():
             provider.close()
+        for replica_set in self._replicas.values():
+            for replica in replica_set.replicas:
+                replica.provider.close()
         self._providers.clear()
+        self._replicas.clear()
         self._futures.clear()
 
     # --- requests --------------------------------------------------------
@@ -267,8 +274,65 @@ class Engine:
             await asyncio.to_thread(self.cache.put, key, completion.to_dict())
         return completion
 
+    def replica_stats(self) -> dict[str, list[dict[str, Any]]]:
+        """Per model with replicas: each replica's answered requests, failures and latency."""
+        return {name: replicas.stats() for name, replicas in self._replicas.items()}
+
+    def _replicas_for(self, entry: ModelEntry, provider: Provider) -> ReplicaSet:
+        replicas = self._replicas.get(entry.name)
+        if replicas is None:
+            limit = entry.max_concurrency or provider.max_concurrency
+            replicas = ReplicaSet([Replica(url, create_provider(dataclasses.replace(entry, base_url=url, base_urls=[])),
+                                           limit) for url in entry.base_urls], clock=self._clock)
+            self._replicas[entry.name] = replicas
+        return replicas
+
+    async def _ask_replicas(self, entry: ModelEntry, provider: Provider, request: Request) -> Completion:
+        """As _ask, over the entry's replicas: a replica's failure sends the request to another one
+        at once (a retry); once every replica failed it, the provider's retry decision applies."""
+        replicas = self._replicas_for(entry, provider)
+        limits = self._limits_for(entry, provider)  # its requests/tokens per minute are the model's
+        estimated = len(json.dumps(request.to_dict(), default=str)) // 4 + request.max_tokens
+        attempt, failed_on = 0, set[str]()
+        while True:
+            replica = await replicas.acquire(avoid=failed_on)
+            started, replica_failed = self._clock(), False
+            try:
+                slot = await limits.wait_for_budget(estimated)
+                await asyncio.to_thread(replica.provider.start)
+                completion = await asyncio.wait_for(replica.provider.complete(request), timeout=entry.timeout_s)
+                completion.finished_at = time.time()
+                slot[1] = completion.usage.input_tokens + completion.usage.output_tokens or estimated
+                replicas.release(replica, latency_s=self._clock() - started)
+                return redact_completion(completion)
+            except TimeoutError:
+                error = ProviderError(f"{entry.name}: no answer within {entry.timeout_s:g}s from {replica.url}",
+                                      retryable=True)
+                replica_failed = True
+            except ProviderError as exc:
+                error, replica_failed = exc, is_replica_failure(exc)
+            except DistillError as exc:
+                error = ProviderError(f"{entry.name}: {exc}")
+            except BaseException:
+                replicas.release(replica)
+                raise
+            replicas.release(replica, failed=replica_failed)
+            if replica_failed:
+                failed_on.add(replica.url)
+                if len(failed_on) < len(replicas.replicas):
+                    self.retries += 1
+                    continue
+            if not error.retryable or attempt >= entry.max_retries:
+                raise redact_error(error, attempt + 1) from None
+            attempt += 1
+            self.retries += 1
+            failed_on.clear()
+            await self._sleep(self.backoff(attempt, error.retry_after))
+
     async def _ask(self, entry: ModelEntry, provider: Provider, request: Request) -> Completion:
         """The provider's answer, retried as the provider decides; a ProviderError otherwise."""
+        if entry.base_urls:
+            return await self._ask_replicas(entry, provider, request)
         limits = self._limits_for(entry, provider)
         estimated = len(json.dumps(request.to_dict(), default=str)) // 4 + request.max_tokens
         attempt = 0

@@ -198,7 +198,7 @@ class ManagedServer:
             self.proc = subprocess.Popen(
                 self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 env=self.env, cwd=self.cwd, start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - PDEATHSIG needs it; runs prctl only
+                preexec_fn=_die_with_parent,
             )
         except OSError as exc:
             log.close()

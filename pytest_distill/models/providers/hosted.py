@@ -207,7 +207,7 @@ class HostedProvider(Provider):
             raw = await self.send(wire)
         except ProviderError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the SDK's and transport's errors, mapped by the provider
+        except Exception as exc:
             raise self.map_error(exc) from None
         return redacted(self.parse_reply(raw, time.perf_counter() - started, wire.mode, request))
 

@@ -128,7 +128,7 @@ class OpenAICompatibleProvider(HostedProvider):
                 usage = getattr(chunk, "usage", None)
                 if usage is not None and usage.completion_tokens is not None:
                     output_tokens = usage.completion_tokens
-        except Exception as exc:  # noqa: BLE001 - the SDK's and transport's errors
+        except Exception as exc:
             raise self.map_error(exc) from None
         return StreamTiming(latency_s=time.perf_counter() - started, ttft_s=ttft, output_tokens=output_tokens or chunks)
 

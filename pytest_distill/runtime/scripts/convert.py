@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         gguf = _resolve_gguf(args.gguf) if args.gguf.startswith("pkg:") else Path(args.gguf).expanduser()
-    except Exception as exc:  # noqa: BLE001 - one line for the user
+    except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not gguf.is_file():
