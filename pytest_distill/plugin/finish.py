@@ -14,7 +14,16 @@ import pytest
 from pytest_distill.bench.load import saved_rate
 from pytest_distill.core.baseline import compare_to_baseline
 from pytest_distill.core.compare import DEFAULT_ALPHA, compare
-from pytest_distill.core.cost import cost_notes, summary_costs, tie_key
+from pytest_distill.core.cost import (
+    BenchRate,
+    cost_notes,
+    gpu_hourly,
+    hardware_label,
+    summary_costs,
+    tie_key,
+    volume_models,
+    volume_report,
+)
 from pytest_distill.core.gates import (
     EXIT_OK,
     EXIT_TESTS_FAILED,
@@ -23,6 +32,8 @@ from pytest_distill.core.gates import (
 )
 from pytest_distill.core.records import ERROR, INTERNAL, MISS, Record, summarize
 from pytest_distill.core.result import BaselineRun, RunInfo, RunResult, SuiteGate
+from pytest_distill.core.serving import ServingMeasurement
+from pytest_distill.models.registry import ModelEntry, provider_class
 from pytest_distill.plugin import xdist
 from pytest_distill.plugin.state import RunState
 from pytest_distill.plugin.suite_gates import SuiteGates
@@ -43,9 +54,8 @@ def finish(state: RunState, session: pytest.Session) -> RunResult:
     """Decide the run: sets session.exitstatus, adds the gate testcases to --junitxml."""
     options, records = state.options, list(state.records)
     summaries = summarize(records)
-    bench_rates = {name: rate for name, entry in state.entries.items()
-                   if (rate := saved_rate(getattr(state.config, "cache", None), entry)) is not None}
-    costs = summary_costs(summaries, records, state.entries, bench_rates)
+    bench_rates = serving_rates(state)
+    costs = summary_costs(summaries, records, state.entries, bench_rates, eval_concurrency(state.entries))
     deltas = compare_to_baseline(records, records_of(state.baseline)) if state.baseline is not None else []
     regressions = {(d.suite, d.model): d.regression_pp for d in deltas if d.regression_pp is not None}
     gates = SuiteGates(options)
@@ -88,6 +98,44 @@ def finish(state: RunState, session: pytest.Session) -> RunResult:
         run=run, records=tuple(records), summaries=tuple(summaries), costs=costs, gates=tuple(gate_results),
         suites=suites, comparisons=tuple(comparisons), baseline=baseline,
         models={name: entry.public_dict() for name, entry in state.entries.items()},
-        cost_notes=tuple(cost_notes(state.entries.values(), sum(r.cached for r in records))),
+        cost_notes=tuple(cost_notes(state.entries.values(), sum(r.cached for r in records))
+                         + serving_notes(state.entries, bench_rates)),
+        serving=tuple(state.serving),
+        priced_with={k: v for k, v in bench_rates.items() if isinstance(v, ServingMeasurement)},
+        volume=volume_report(volume_models(records, state.entries,
+                                           {k: v for k, v in bench_rates.items() if isinstance(v, ServingMeasurement)}),
+                             options.traffic, options.peak_factor) if summaries or state.serving else None,
     )
+
+
+def serving_rates(state: RunState) -> dict[str, ServingMeasurement | BenchRate]:
+    """The rate that prices each self-hosted model, first found: --distill-serving FILE, this
+    run's --distill-bench, the rate an earlier --distill-bench saved in pytest's cache."""
+    measured_now = {m.model: m for m in state.serving if m.requests_per_s}
+    rates: dict[str, ServingMeasurement | BenchRate] = {}
+    for name, entry in state.entries.items():
+        if not entry.self_hosted:
+            continue
+        found = (state.stored_serving.get(name) or measured_now.get(name)
+                 or saved_rate(getattr(state.config, "cache", None), entry))
+        if found is not None:
+            rates[name] = found
+    return rates
+
+
+def serving_notes(entries: dict[str, ModelEntry], rates: dict[str, ServingMeasurement | BenchRate]) -> list[str]:
+    """Say plainly where a self-hosted rate was measured on a CPU but priced as other hardware."""
+    notes = []
+    for name, rate in rates.items():
+        if isinstance(rate, ServingMeasurement) and rate.device == "CPU":
+            label = hardware_label(entries[name])
+            notes.append(f"{name}: the rate was measured on a CPU; ${gpu_hourly(entries[name]):.2f}/h is the "
+                         f"entry's {label} price" + (" (set hourly_usd and hardware for the machine measured)"
+                                                     if label == "GPU" else ""))
+    return notes
+
+
+def eval_concurrency(entries: dict[str, ModelEntry]) -> dict[str, int]:
+    """Requests in flight per model during evaluation: the entry's max_concurrency, else its provider's default."""
+    return {name: entry.max_concurrency or provider_class(entry).max_concurrency for name, entry in entries.items()}
 

@@ -78,7 +78,8 @@ def _plain(value: Any) -> Any:
 def build_document(*, created_at: str, run: dict[str, Any], models: dict[str, dict[str, Any]],
                    suites: dict[str, dict[str, Any]], summaries: list[dict[str, Any]],
                    gates: list[dict[str, Any]], comparisons: list[dict[str, Any]],
-                   baseline: dict[str, Any] | None, records: list[dict[str, Any]]) -> dict[str, Any]:
+                   baseline: dict[str, Any] | None, records: list[dict[str, Any]],
+                   bench: list[dict[str, Any]] | None = None, volume: dict[str, Any] | None = None) -> dict[str, Any]:
     """Assemble the document. Records are sorted so that serial and -n N runs write the same file
     (up to timings)."""
     ordered = sorted(records, key=lambda r: (r["suite"], r["model"], r["example_id"], r["repetition"]))
@@ -96,6 +97,10 @@ def build_document(*, created_at: str, run: dict[str, Any], models: dict[str, di
         "baseline": baseline,
         "records": ordered,
     }
+    if bench:  # serving measurements made in this run (--distill-bench): --distill-serving reads them
+        document["bench"] = bench
+    if volume is not None:
+        document["volume"] = volume
     # Round-trip through JSON so what is returned is exactly what gets written.
     return json.loads(json.dumps(document, default=_plain))
 
@@ -121,4 +126,6 @@ def document(result: RunResult, created_at: str | None = None) -> dict[str, Any]
         summaries=summaries, gates=[g.to_dict() for g in result.gates],
         comparisons=[c.to_dict() for c in result.comparisons], baseline=baseline,
         records=[r.to_dict() for r in result.records],
+        bench=[m.to_dict() for m in result.serving],
+        volume=None if result.volume is None else result.volume.to_dict(),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_distill.core.compare import SuiteComparison
+from pytest_distill.report import serving
 from pytest_distill.report.comparison_text import route_text
 from pytest_distill.report.fmt import money, ms, percent
 
@@ -65,6 +66,7 @@ def render(document: dict[str, Any]) -> str:
                           "-" if d["delta_pp"] is None else f"{d['delta_pp']:+.1f} pp",
                           f"{len(failing)}" + (f": {named}" if failing else "")])
         lines += _table(["suite", "model", "shared", "baseline", "now", "change", "newly failing"], brows, {2, 3, 4, 5})
+    lines += serving.markdown_lines(document)
     misses = sum(1 for r in document["records"] if r["outcome"] == "miss")
     errors = sum(1 for r in document["records"] if r["outcome"] == "error")
     internal = sum(1 for r in document["records"] if r["outcome"] == "internal")

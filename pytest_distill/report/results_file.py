@@ -39,22 +39,22 @@ def validate(document: Any) -> str | None:
     return f"schema violation at {where}: {error.message}"
 
 
-def read_results(path: Path) -> dict[str, Any]:
-    """Read and check a results.json written by --distill-report (for --distill-baseline)."""
+def read_results(path: Path, option: str = "--distill-baseline") -> dict[str, Any]:
+    """Read and check a results.json written by --distill-report (for --distill-baseline, --distill-serving)."""
     try:
         document = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ConfigError(f"--distill-baseline {path}: cannot read: {exc.strerror}") from None
+        raise ConfigError(f"{option} {path}: cannot read: {exc.strerror}") from None
     except ValueError as exc:
-        raise ConfigError(f"--distill-baseline {path}: not JSON: {exc}") from None
+        raise ConfigError(f"{option} {path}: not JSON: {exc}") from None
     if not isinstance(document, dict) or document.get("schema") != SCHEMA_NAME:
-        raise ConfigError(f"--distill-baseline {path}: not a pytest-distill results.json")
+        raise ConfigError(f"{option} {path}: not a pytest-distill results.json")
     if document.get("schema_version") != SCHEMA_VERSION:
-        raise ConfigError(f"--distill-baseline {path}: schema version {document.get('schema_version')!r}, "
+        raise ConfigError(f"{option} {path}: schema version {document.get('schema_version')!r}, "
                           f"this pytest-distill reads version {SCHEMA_VERSION}")
     problem = validate(document)
     if problem:
-        raise ConfigError(f"--distill-baseline {path}: {problem}")
+        raise ConfigError(f"{option} {path}: {problem}")
     return document
 
 
