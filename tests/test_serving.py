@@ -53,14 +53,14 @@ def test_the_knee_is_the_step_before_throughput_stops_rising():
     assert find_knee(steps[:3]) is None  # still rising: measure the next step
     knee = find_knee(steps[:4])
     assert knee is not None and knee.index == 2 and steps[knee.index].concurrency == 4
-    assert knee.reason == "throughput rose +2.7% from c=4 to c=8 (< 5%)"
+    assert knee.reason == "throughput rose 2.7% from c=4 to c=8 (< 5% gain)"
     # a looser threshold keeps going
     assert find_knee(steps[:4], knee=0.02) is None
 
 
 def test_a_falling_curve_stops_too():
     knee = find_knee(_curve((1, 2.0, 0.5), (2, 1.5, 0.9)))
-    assert knee is not None and knee.index == 0 and "-25.0%" in knee.reason
+    assert knee is not None and knee.index == 0 and "throughput fell 25.0% from c=1 to c=2" in knee.reason
 
 
 def test_the_latency_limit_stops_before_the_step_that_breaks_it():

@@ -90,8 +90,9 @@ def find_knee(steps: Sequence[LoadStep], *, knee: float = DEFAULT_KNEE, slo_p95_
         if previous is not None and previous.requests_per_s:
             gain = step.requests_per_s / previous.requests_per_s - 1
             if gain < knee:
-                return Knee(i - 1, f"throughput rose {gain * 100:+.1f}% from c={previous.concurrency} "
-                                   f"to c={step.concurrency} (< {knee * 100:g}%)")
+                change = f"rose {gain * 100:.1f}%" if gain >= 0 else f"fell {-gain * 100:.1f}%"
+                return Knee(i - 1, f"throughput {change} from c={previous.concurrency} "
+                                   f"to c={step.concurrency} (< {knee * 100:g}% gain)")
     if steps and max_concurrency is not None and steps[-1].concurrency >= max_concurrency:
         return Knee(len(steps) - 1, f"still rising at the cap, c={max_concurrency} "
                                     "(--distill-bench-max-concurrency)")
