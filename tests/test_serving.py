@@ -220,3 +220,22 @@ def test_no_nan_in_break_even_text():
     text = break_even(HOSTED, API).text()
     assert "nan" not in text and "distilled is cheaper than frontier from 48,000 requests/day" in text
     assert not math.isnan(break_even(HOSTED, API).first)
+
+
+# --- benchmarks/gpu_check.sh --------------------------------------------------------------
+
+
+def test_gpu_check_without_a_gpu_exits_with_a_clear_message(tmp_path):
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.sh"
+    bin_dir = tmp_path / "bin"  # a PATH with the basics but no nvidia-smi
+    bin_dir.mkdir()
+    for tool in ("bash", "dirname", "date", "head", "tr", "cat", "mkdir", "cp"):
+        found = subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True, text=True).stdout.strip()
+        if found:
+            (bin_dir / tool).symlink_to(found)
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60,
+                          env={"PATH": str(bin_dir), "HOME": str(tmp_path)})
+    assert done.returncode == 3
+    assert "gpu_check: no NVIDIA GPU here" in done.stderr and done.stdout == ""

@@ -221,12 +221,16 @@ def volume_rows(volume: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 def html_section(document: dict[str, Any]) -> str:
     """The report.html section: serving table and curves, cost at volume and break-even."""
     bench = document.get("bench") or []
+    borrowed = not bench and bool(document.get("priced_with"))
+    bench = bench or document.get("priced_with") or []
     volume = document.get("volume")
     out = []
     if bench:
+        where = (" Measured in another run: " + ", ".join(sorted({_e(m.get("source")) for m in bench})) + "."
+                 if borrowed else "")
         out.append('<section class="serving" id="serving"><h2>Serving</h2>'
                    '<p class="note">Sustained requests/s at the knee of the load curve (saturation search) or at '
-                   "the fixed concurrency; memory is the peak of the managed server's own processes.</p>"
+                   f"the fixed concurrency; memory is the peak of the managed server's own processes.{where}</p>"
                    + _html_table(SERVING_HEAD, serving_rows(bench), "serving")
                    + '<div class="charts">'
                    f"<figure>{curve_chart(bench, 'requests_per_s')}<figcaption>Throughput against concurrency"
@@ -259,8 +263,12 @@ def markdown_lines(document: dict[str, Any]) -> list[str]:
     """summary.md's serving rows, cost at volume and break-even volumes."""
     lines: list[str] = []
     bench = document.get("bench") or []
+    borrowed = not bench and bool(document.get("priced_with"))
+    bench = bench or document.get("priced_with") or []
     if bench:
-        lines += ["", "**Serving** (sustained at the knee of the load curve, or at the fixed concurrency)", ""]
+        where = (", measured in another run: " + ", ".join(sorted({str(m.get("source")) for m in bench}))
+                 if borrowed else "")
+        lines += ["", f"**Serving** (sustained at the knee of the load curve, or at the fixed concurrency{where})", ""]
         lines += _md_table(SERVING_HEAD, serving_rows(bench))
     volume = document.get("volume")
     if volume and volume["models"]:
