@@ -28,13 +28,16 @@ from pytest_distill.core.serving import (
     find_knee,
     fingerprint,
 )
+from pytest_distill.core.variants import compare_variants, variant_pairs
 from pytest_distill.runtime.memory import gpu_memory_of, parse_compute_apps, process_tree_pids, process_tree_rss
 
 
 def _curve(*points: tuple[int, float, float]) -> list[LoadStep]:
     """(concurrency, req/s, p95 seconds) -> steps."""
-    return [LoadStep(concurrency=c, requests=100, errors=0, duration_s=1.0, requests_per_s=r, latency_p95=p)
-            for c, r, p in points]
+    return [
+        LoadStep(concurrency=c, requests=100, errors=0, duration_s=1.0, requests_per_s=r, latency_p95=p)
+        for c, r, p in points
+    ]
 
 
 # --- the knee -------------------------------------------------------------------------
@@ -83,8 +86,16 @@ def test_failed_requests_end_the_search_and_the_cap_ends_a_rising_curve():
 
 
 def test_a_measurement_prices_at_hourly_over_its_rate_and_says_where_the_rate_came_from():
-    m = ServingMeasurement(model="m", fingerprint="f", mode="saturation", concurrency=8, requests_per_s=7.5,
-                           measured_at="2026-12-01T03:00:00Z", device="CPU", hourly_usd=2.40)
+    m = ServingMeasurement(
+        model="m",
+        fingerprint="f",
+        mode="saturation",
+        concurrency=8,
+        requests_per_s=7.5,
+        measured_at="2026-12-01T03:00:00Z",
+        device="CPU",
+        hourly_usd=2.40,
+    )
     assert m.cost_per_million == pytest.approx(2.40 / (7.5 * 3600) * 1e6)
     assert m.describe() == "sustained 7.50 req/s at c=8 (saturation search, 2026-12-01, on a CPU)"
     again = ServingMeasurement.from_dict(m.to_dict(), source="gpu/results.json")
@@ -151,8 +162,10 @@ def test_volume_report_pairs_every_self_hosted_with_every_api_model():
     assert data["models"][0]["servers"] == [1, 2]
 
 
-@pytest.mark.parametrize(("text", "per_day"), [("100000/day", 1e5), ("1e6", 1e6), ("5000/hour", 120_000),
-                                               ("20/s", 1_728_000), ("10_000/day", 1e4)])
+@pytest.mark.parametrize(
+    ("text", "per_day"),
+    [("100000/day", 1e5), ("1e6", 1e6), ("5000/hour", 120_000), ("20/s", 1_728_000), ("10_000/day", 1e4)],
+)
 def test_parse_traffic(text, per_day):
     assert parse_traffic(text) == per_day
 
@@ -206,10 +219,12 @@ def test_the_proc_walk_finds_the_whole_tree_and_sums_its_rss(process_tree):
 def test_gpu_memory_counts_only_the_servers_processes(process_tree, tmp_path):
     pids = sorted(process_tree_pids(process_tree.pid))
     fake = tmp_path / "nvidia-smi"
-    fake.write_text("#!/bin/sh\n"
-                    f'[ "$1" = "--query-compute-apps=pid,used_memory" ] || exit 9\n'
-                    f"printf 'pid, used_memory [MiB]\\n{pids[0]}, 7782 MiB\\n{pids[-1]}, 512 MiB\\n"
-                    f"{os.getpid()}, 40211 MiB\\n'\n")
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'[ "$1" = "--query-compute-apps=pid,used_memory" ] || exit 9\n'
+        f"printf 'pid, used_memory [MiB]\\n{pids[0]}, 7782 MiB\\n{pids[-1]}, 512 MiB\\n"
+        f"{os.getpid()}, 40211 MiB\\n'\n"
+    )
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     assert gpu_memory_of(set(pids), str(fake)) == 7782 + 512
     assert gpu_memory_of(set(pids), str(tmp_path / "missing")) is None
@@ -235,7 +250,68 @@ def test_gpu_check_without_a_gpu_exits_with_a_clear_message(tmp_path):
         found = subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True, text=True).stdout.strip()
         if found:
             (bin_dir / tool).symlink_to(found)
-    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60,
-                          env={"PATH": str(bin_dir), "HOME": str(tmp_path)})
+    done = subprocess.run(
+        ["bash", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": str(bin_dir), "HOME": str(tmp_path)},
+    )
     assert done.returncode == 3
     assert "gpu_check: no NVIDIA GPU here" in done.stderr and done.stdout == ""
+
+
+# --- serving variants -------------------------------------------------------------------
+
+
+def test_variant_pairs_share_weights_and_differ_in_serving_settings():
+    weights = {"bf16": ("vllm", "m"), "fp8": ("vllm", "m"), "other": ("vllm", "n"), "copy": ("vllm", "m")}
+    prints = {"bf16": "a", "fp8": "b", "other": "c", "copy": "a"}
+    assert variant_pairs(weights, prints) == [("bf16", "fp8"), ("copy", "fp8")]
+
+
+def test_variants_side_by_side_with_the_paired_test():
+    from pytest_distill.core.records import Record
+
+    def measured(name, rps, gpu):
+        return ServingMeasurement(
+            model=name,
+            fingerprint=name,
+            mode="saturation",
+            concurrency=8,
+            requests_per_s=rps,
+            measured_at="2026-12-01",
+            hourly_usd=2.4,
+            gpu_memory_mib=gpu,
+            server_rss_bytes=2**30,
+        )
+
+    def records(model, passed):
+        return [
+            Record(
+                suite="s",
+                suite_path="s",
+                model=model,
+                example_id=str(i),
+                repetition=0,
+                outcome="pass" if i in passed else "miss",
+            )
+            for i in range(20)
+        ]
+
+    serving = {"bf16": measured("bf16", 200.0, 7800), "fp8": measured("fp8", 230.0, 4368)}
+    # fp8 passes 0..11, bf16 0..9 and 12: fp8 alone passes 10, 11; bf16 alone passes 12
+    rows = compare_variants(
+        [("bf16", "fp8")], serving, records("bf16", {*range(10), 12}) + records("fp8", set(range(12)))
+    )
+    assert len(rows) == 1
+    row = rows[0]
+    assert row.rps_change == pytest.approx(0.15) and row.memory_change == pytest.approx(-0.44)
+    assert row.memory_kind == "GPU memory" and row.shared == 20
+    assert row.accuracy_delta_pp == pytest.approx(5.0) and row.p_value == pytest.approx(1.0)
+    assert row.text() == (
+        "fp8 vs bf16 (s): +15.0% RPS, -44.0% GPU memory, Δ accuracy +5.0 pp (p=1, 20 paired examples)"
+    )
+    only_serving = compare_variants([("bf16", "fp8")], serving, [])
+    assert only_serving[0].suite is None and only_serving[0].accuracy_delta_pp is None
+    assert only_serving[0].text() == "fp8 vs bf16: +15.0% RPS, -44.0% GPU memory"

@@ -41,9 +41,16 @@ def device_of(server_pid: int | None, results: list[BenchResult]) -> str:
     return "GPU" if any(r.gpu_memory_mib for r in results) else "CPU"
 
 
-def run_models(entries: dict[str, ModelEntry], requests: dict[str, list[Request]], plan: BenchPlan, *,
-               pytest_cache: Any, servers: ServerPool, log_dir: Callable[[], Path],
-               say: Callable[[str], None] | None = None) -> tuple[list[BenchResult], list[ServingMeasurement]]:
+def run_models(
+    entries: dict[str, ModelEntry],
+    requests: dict[str, list[Request]],
+    plan: BenchPlan,
+    *,
+    pytest_cache: Any,
+    servers: ServerPool,
+    log_dir: Callable[[], Path],
+    say: Callable[[str], None] | None = None,
+) -> tuple[list[BenchResult], list[ServingMeasurement]]:
     """Benchmark every model on its requests, one at a time; saves each clean measurement."""
     results: list[BenchResult] = []
     measurements: list[ServingMeasurement] = []
@@ -66,8 +73,9 @@ def run_models(entries: dict[str, ModelEntry], requests: dict[str, list[Request]
     return results, measurements
 
 
-def _one_model(entry: ModelEntry, requests: list[Request], plan: BenchPlan, servers: ServerPool,
-               say: Callable[[str], None] | None) -> tuple[list[BenchResult], ServingMeasurement]:
+def _one_model(
+    entry: ModelEntry, requests: list[Request], plan: BenchPlan, servers: ServerPool, say: Callable[[str], None] | None
+) -> tuple[list[BenchResult], ServingMeasurement]:
     name = entry.name
     pid = server_pid_for(servers, name)
 
@@ -77,8 +85,10 @@ def _one_model(entry: ModelEntry, requests: list[Request], plan: BenchPlan, serv
     if plan.saturation is not None:
         settings = plan.saturation
         if say is not None:
-            say(f"pytest-distill: bench {name}: saturation search, c=1..{settings.max_concurrency} "
-                f"({len(requests)} distinct prompts)")
+            say(
+                f"pytest-distill: bench {name}: saturation search, c=1..{settings.max_concurrency} "
+                f"({len(requests)} distinct prompts)"
+            )
         results, knee = saturate.search(new_provider, name, requests, settings, server_pid=pid, say=say)
     else:
         provider = new_provider()
@@ -86,11 +96,30 @@ def _one_model(entry: ModelEntry, requests: list[Request], plan: BenchPlan, serv
         measured = plan.count or (None if plan.duration_s else 100)
         if say is not None:
             what = f"{plan.duration_s:g} s" if plan.duration_s else f"{measured} requests"
-            say(f"pytest-distill: bench {name}: {what} at concurrency {in_flight} "
-                f"({len(requests)} distinct prompts, warm-up {in_flight if plan.warmup is None else plan.warmup})")
-        results = [run_sync(provider, name, requests, concurrency=in_flight, count=measured,
-                            duration_s=plan.duration_s, warmup=plan.warmup, server_pid=pid)]
+            say(
+                f"pytest-distill: bench {name}: {what} at concurrency {in_flight} "
+                f"({len(requests)} distinct prompts, warm-up {in_flight if plan.warmup is None else plan.warmup})"
+            )
+        results = [
+            run_sync(
+                provider,
+                name,
+                requests,
+                concurrency=in_flight,
+                count=measured,
+                duration_s=plan.duration_s,
+                warmup=plan.warmup,
+                server_pid=pid,
+            )
+        ]
         knee = None
-    measured_by = saturate.measurement(entry, fingerprint_id(entry), results, knee, hourly_usd=gpu_hourly(entry),
-                                       hardware=hardware_label(entry), device=device_of(pid, results))
+    measured_by = saturate.measurement(
+        entry,
+        fingerprint_id(entry),
+        results,
+        knee,
+        hourly_usd=gpu_hourly(entry),
+        hardware=hardware_label(entry),
+        device=device_of(pid, results),
+    )
     return results, measured_by

@@ -16,6 +16,7 @@ from pytest_distill.core.cost import Cost, VolumeReport
 from pytest_distill.core.gates import Gate, GateResult
 from pytest_distill.core.records import INTERNAL, SKIP, Record, Summary
 from pytest_distill.core.serving import ServingMeasurement
+from pytest_distill.core.variants import VariantComparison
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class RunResult:
     serving: tuple[ServingMeasurement, ...] = field(default=())  # measured in this run (--distill-bench)
     priced_with: Mapping[str, ServingMeasurement] = field(default_factory=dict)  # model -> the rate that priced it
     volume: VolumeReport | None = None  # monthly cost at traffic levels, break-even volumes
+    variants: tuple[VariantComparison, ...] = field(default=())  # same weights, other serving settings
 
     def cost(self, suite: str, model: str) -> Cost:
         return self.costs.get((suite, model)) or Cost(None, "-")

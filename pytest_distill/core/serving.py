@@ -70,8 +70,13 @@ def concurrency_steps(max_concurrency: int, start: int = 1) -> list[int]:
     return steps
 
 
-def find_knee(steps: Sequence[LoadStep], *, knee: float = DEFAULT_KNEE, slo_p95_s: float | None = None,
-              max_concurrency: int | None = None) -> Knee | None:
+def find_knee(
+    steps: Sequence[LoadStep],
+    *,
+    knee: float = DEFAULT_KNEE,
+    slo_p95_s: float | None = None,
+    max_concurrency: int | None = None,
+) -> Knee | None:
     """The knee of the curve measured so far, or None while it still rises (measure the next step).
 
     With max_concurrency, a curve whose last step is at the cap is finished.
@@ -91,11 +96,13 @@ def find_knee(steps: Sequence[LoadStep], *, knee: float = DEFAULT_KNEE, slo_p95_
             gain = step.requests_per_s / previous.requests_per_s - 1
             if gain < knee:
                 change = f"rose {gain * 100:.1f}%" if gain >= 0 else f"fell {-gain * 100:.1f}%"
-                return Knee(i - 1, f"throughput {change} from c={previous.concurrency} "
-                                   f"to c={step.concurrency} (< {knee * 100:g}% gain)")
+                return Knee(
+                    i - 1,
+                    f"throughput {change} from c={previous.concurrency} "
+                    f"to c={step.concurrency} (< {knee * 100:g}% gain)",
+                )
     if steps and max_concurrency is not None and steps[-1].concurrency >= max_concurrency:
-        return Knee(len(steps) - 1, f"still rising at the cap, c={max_concurrency} "
-                                    "(--distill-bench-max-concurrency)")
+        return Knee(len(steps) - 1, f"still rising at the cap, c={max_concurrency} (--distill-bench-max-concurrency)")
     return None
 
 

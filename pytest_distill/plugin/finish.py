@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from pytest_distill.bench.load import saved_rate
+from pytest_distill.bench.load import fingerprint_id, saved_rate
 from pytest_distill.core.baseline import compare_to_baseline
 from pytest_distill.core.compare import DEFAULT_ALPHA, compare
 from pytest_distill.core.cost import (
@@ -33,6 +33,7 @@ from pytest_distill.core.gates import (
 from pytest_distill.core.records import ERROR, INTERNAL, MISS, Record, summarize
 from pytest_distill.core.result import BaselineRun, RunInfo, RunResult, SuiteGate
 from pytest_distill.core.serving import ServingMeasurement
+from pytest_distill.core.variants import VariantComparison, compare_variants, variant_pairs
 from pytest_distill.models.registry import ModelEntry, provider_class
 from pytest_distill.plugin import xdist
 from pytest_distill.plugin.state import RunState
@@ -102,6 +103,7 @@ def finish(state: RunState, session: pytest.Session) -> RunResult:
                          + serving_notes(state.entries, bench_rates)),
         serving=tuple(state.serving),
         priced_with={k: v for k, v in bench_rates.items() if isinstance(v, ServingMeasurement)},
+        variants=tuple(variant_comparisons(state, records, bench_rates)),
         volume=volume_report(volume_models(records, state.entries,
                                            {k: v for k, v in bench_rates.items() if isinstance(v, ServingMeasurement)}),
                              options.traffic, options.peak_factor) if summaries or state.serving else None,
@@ -133,6 +135,16 @@ def serving_notes(entries: dict[str, ModelEntry], rates: dict[str, ServingMeasur
                          f"entry's {label} price" + (" (set hourly_usd and hardware for the machine measured)"
                                                      if label == "GPU" else ""))
     return notes
+
+
+def variant_comparisons(state: RunState, records: list[Record],
+                        rates: dict[str, ServingMeasurement | BenchRate]) -> list[VariantComparison]:
+    """Self-hosted entries on the same weights with other serving settings, side by side."""
+    hosted = {name: e for name, e in state.entries.items() if e.self_hosted}
+    pairs = variant_pairs({name: (e.provider, e.model) for name, e in hosted.items()},
+                          {name: fingerprint_id(e) for name, e in hosted.items()})
+    serving = {k: v for k, v in rates.items() if isinstance(v, ServingMeasurement)}
+    return compare_variants(pairs, serving, records)
 
 
 def eval_concurrency(entries: dict[str, ModelEntry]) -> dict[str, int]:
