@@ -121,10 +121,13 @@ def test_two_serving_variants_are_benchmarked_one_after_the_other_with_a_saturat
             f'serve_args = ["--dtype", "float32", "--enforce-eager", "--max-model-len", "4096", '
             f'"--max-num-seqs", "{seqs}"]\nhourly_usd = 0.10\nhardware = "2-core CPU"\n')
     pytester.makefile(".toml", models="\n".join(variants))
+    from helpers.suites import write_suite
+
+    write_suite(pytester.path / "suites" / "topics")  # 4 labels: a short prompt, cheap on 2 cores
     result = pytester.runpytest_subprocess(
-        "suites/banking77", "--model=smol-seqs4", "--model=smol-seqs8", "--limit=4", "-p", "no:randomly",
+        "suites/topics", "--model=smol-seqs4", "--model=smol-seqs8", "--limit=4", "-p", "no:randomly",
         "--distill-bench", "--distill-bench-saturate", "--distill-bench-max-concurrency=4",
-        "--distill-bench-requests=8", "--distill-report=out", timeout=1200)
+        "--distill-bench-requests=4", "--distill-bench-warmup=1", "--distill-report=out", timeout=1500)
     out = result.stdout.str()
     assert result.ret == 0, out[-4000:]
     events = re.findall(r"(starting|stopped) the (?:vLLM )?server for '([\w-]+)'.*?\(pid (\d+)", out)
