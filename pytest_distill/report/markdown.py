@@ -37,8 +37,9 @@ def render(document: dict[str, Any]) -> str:
         verdict = "" if gate is None else ("✅ pass" if gate["passed"] else "❌ FAIL")
         rows.append([s["suite"], s["model"], s["n"], rate, ci, s["errors"], ms(s["latency_p50"]),
                      ms(s["latency_p95"]), money(s["cost"]["per_million"]), verdict])
-    lines += _table(["suite", "model", "n", "pass rate", "95% CI", "errors", "p50", "p95", "$/1M req", "gate"],
-                    rows, {2, 3, 5, 6, 7, 8})
+    if rows:  # a --distill-bench run evaluates nothing: its serving rows follow
+        lines += _table(["suite", "model", "n", "pass rate", "95% CI", "errors", "p50", "p95", "$/1M req", "gate"],
+                        rows, {2, 3, 5, 6, 7, 8})
     gates = document["gates"]
     if gates:
         failed = [g for g in gates if not g["passed"]]
