@@ -15,6 +15,9 @@ FAKE_ANSWER. Behaviour by environment:
   FAKE_PIDFILE=F     append this process's pid (and the hang child's) to F
   FAKE_DELAY_S=X     wait X seconds before each answer
   FAKE_BODIES=F      append each request body (JSON) to F
+With `--max-num-seqs N` on its command line (as vLLM takes it) at most N requests are
+answered at a time, each FAKE_DELAY_S long: throughput rises with concurrency up to N, then
+stays flat (a knee, for the saturation search's tests).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 COUNT = 0
 LOCK = threading.Lock()
+SLOTS: threading.Semaphore | None = None  # --max-num-seqs
 
 
 def _args(argv: list[str]) -> tuple[str, int, str]:
@@ -87,7 +91,11 @@ class Handler(BaseHTTPRequestHandler):
             os._exit(3)
         delay = float(os.environ.get("FAKE_DELAY_S", "0") or 0)
         if delay:
-            time.sleep(delay)
+            if SLOTS is not None:
+                with SLOTS:
+                    time.sleep(delay)
+            else:
+                time.sleep(delay)
         structured = request.get("structured_outputs") or {}
         answer = (structured.get("choice") or [None])[0] or os.environ.get("FAKE_ANSWER", "fake answer")
         created = int(time.time())
@@ -134,6 +142,9 @@ def main(argv: list[str]) -> int:
         return 0
     host, port, model = _args(argv)
     Handler.model = model
+    if "--max-num-seqs" in argv:
+        global SLOTS
+        SLOTS = threading.Semaphore(int(argv[argv.index("--max-num-seqs") + 1]))
     server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
     print(f"fake server: listening on {host}:{port}", flush=True)

@@ -85,3 +85,40 @@ def test_report_renders_in_chromium(pytester, driver):
     assert "route to" in driver.find_element("css selector", "#suite-topics .route").text
     assert driver.find_elements("css selector", "table.baseline tbody tr")
     assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def test_serving_curves_and_break_even_chart_render_in_chromium(pytester, driver, monkeypatch):
+    monkeypatch.setenv("FAKE_API_KEY", "sk-test")
+    with FakeChatServer(numbered_rows(8)) as server:
+        api = (f'["api"]\nprovider = "openai"\nmodel = "correct"\nbase_url = "{server.url}"\n'
+               'api_key_env = "FAKE_API_KEY"\nmax_retries = 0\nconstraint_style = "none"\n'
+               "price_input = 1.0\nprice_output = 4.0\n")
+        distill_project(pytester, server, {"hosted": {"spec": "correct", "hourly_usd": 0.5, "hardware": "test box"}},
+                        extra_models=api)
+        bench = pytester.runpytest("suites", "-p", "no:cacheprovider", "--model=hosted", "--distill-bench",
+                                   "--distill-bench-saturate", "--distill-bench-max-concurrency=4",
+                                   "--distill-bench-requests=8", "--distill-report=bench")
+        run = pytester.runpytest("suites", "-p", "no:cacheprovider", "--model=hosted", "--model=api",
+                                 "--distill-serving=bench/results.json", "--distill-report=out")
+    assert bench.ret == 0 and run.ret == 0
+    js = driver.execute_script
+
+    def shown(selector: str) -> int:
+        return js("return Array.from(document.querySelectorAll(arguments[0]))"
+                  ".map(e => e.getBoundingClientRect()).filter(r => r.width > 0 || r.height > 0).length", selector)
+
+    for report in ("bench", "out"):
+        driver.get((pytester.path / report / "report.html").as_uri())
+        problems = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
+        assert problems == []
+        assert js("return performance.getEntriesByType('resource').length") == 0
+        assert shown("table.serving tbody tr") == 1
+        assert shown("svg.chart.serving.throughput polyline.curve") == 1
+        assert shown("svg.chart.serving.latency polyline.curve") == 1
+        assert shown("svg.chart.serving.throughput circle.step") >= 2  # c=1, c=2, ...
+        assert shown("svg.chart.serving.throughput circle.knee") == 1
+    # the evaluation priced from the stored figures: cost at volume, one line per model, a break-even dot
+    assert shown("table.volume tbody tr") == 2
+    assert shown("svg.chart.volume polyline.cost-line") == 2
+    assert shown("svg.chart.volume circle.break-even") <= 1
+    assert "cheaper than" in driver.find_element("css selector", "section.volume").text

@@ -40,7 +40,7 @@ def test_claude_and_smollm2_repeated_with_variance_and_cost(pytester, monkeypatc
     # the embedded model at temperature 0: the same answers every time
     assert re.fullmatch(r"\d+\.\d±0\.0%", smol["pass rate"]) and smol["flips"] == "0"
     assert smol["$/req"].startswith("$") and smol["$/1M req"].startswith("$")
-    assert re.fullmatch(r"\$2\.40/h GPU / \d+\.\d\d req/s measured", smol["cost basis"])
+    assert re.fullmatch(r"\$2\.40/h GPU / \d+\.\d\d req/s measured in this run at c=1", smol["cost basis"])
     result.stdout.fnmatch_lines([
         "self-hosted cost = GPU $/hour (gpu_hourly_usd, default $2.40) / (requests/s x 3600); requests/s = *",
         "API cost per request = *",

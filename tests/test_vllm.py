@@ -23,13 +23,13 @@ from pytest_distill.core.errors import ConfigError
 from pytest_distill.models.base import OutputConstraint, Request
 from pytest_distill.models.providers.vllm import VLLMProvider, check_entry, plan_server
 from pytest_distill.models.registry import ModelEntry
+from pytest_distill.runtime.memory import process_tree_rss
 from pytest_distill.runtime.servers import (
     ManagedServer,
     ServerInfo,
     ServerPool,
     _group_alive,
     log_tail,
-    process_tree_rss,
 )
 
 from helpers.suites import summary_row, write_suite
@@ -336,7 +336,7 @@ def test_bench_reports_rate_latency_ttft_and_prices_later_runs_with_it(pytester,
     assert cells[2:4] == ["40", "0"] and float(cells[5]) > 0
     assert "GiB" in out  # the fake server's resident memory
     later = pytester.runpytest_subprocess("suites", "--model=fake")
-    assert "(--distill-bench, c=4)" in later.stdout.str()
+    assert "sustained " in later.stdout.str() and "at c=4 (--distill-bench, " in later.stdout.str()
 
 
 def test_bench_refuses_xdist(pytester, model_dir, fake_python):

@@ -106,3 +106,46 @@ def test_a_serve_argument_vllm_rejects_is_one_line_with_vllms_message(vllm_env):
     started = re.search(r"\(pid (\d+), log", result.stdout.str())
     assert started
     assert not _group_alive(int(started.group(1)))
+
+
+def test_two_serving_variants_are_benchmarked_one_after_the_other_with_a_saturation_curve_each(vllm_env):
+    """Two entries on the same weights, max_num_seqs 4 and 8: each server is started for its
+    turn and stopped (its whole process group gone) before the next one starts."""
+    import json
+
+    pytester = vllm_env
+    variants = []
+    for name, seqs in (("smol-seqs4", 4), ("smol-seqs8", 8)):
+        variants.append(
+            f'[{name}]\nprovider = "vllm"\nmodel = "cache:smollm2-135m-hf"\ntemperature = 0.0\n'
+            f'serve_args = ["--dtype", "float32", "--enforce-eager", "--max-model-len", "4096", '
+            f'"--max-num-seqs", "{seqs}"]\nhourly_usd = 0.10\nhardware = "2-core CPU"\n')
+    pytester.makefile(".toml", models="\n".join(variants))
+    from helpers.suites import write_suite
+
+    write_suite(pytester.path / "suites" / "topics")  # 4 labels: a short prompt, cheap on 2 cores
+    result = pytester.runpytest_subprocess(
+        "suites/topics", "--model=smol-seqs4", "--model=smol-seqs8", "--limit=4", "-p", "no:randomly",
+        "--distill-bench", "--distill-bench-saturate", "--distill-bench-max-concurrency=4",
+        "--distill-bench-requests=4", "--distill-bench-warmup=1", "--distill-report=out", timeout=1500)
+    out = result.stdout.str()
+    assert result.ret == 0, out[-4000:]
+    events = re.findall(r"(starting|stopped) the (?:vLLM )?server for '([\w-]+)'.*?\(pid (\d+)", out)
+    assert [(e[0], e[1]) for e in events] == [("starting", "smol-seqs4"), ("stopped", "smol-seqs4"),
+                                               ("starting", "smol-seqs8"), ("stopped", "smol-seqs8")], out[-4000:]
+    first_pid, second_pid = int(events[0][2]), int(events[2][2])
+    assert first_pid == int(events[1][2]) and second_pid == int(events[3][2]) and first_pid != second_pid
+    # stop() returns once the process group is gone: the first was dead before the second started
+    assert not _group_alive(first_pid) and not _group_alive(second_pid)
+    document = json.loads((pytester.path / "out" / "results.json").read_text())
+    bench = {m["model"]: m for m in document["bench"]}
+    assert set(bench) == {"smol-seqs4", "smol-seqs8"}
+    for m in bench.values():
+        assert m["mode"] == "saturation" and m["device"] == "CPU" and m["requests_per_s"] > 0
+        assert [s["concurrency"] for s in m["curve"]][:2] == [1, 2] and m["server_rss_bytes"] > 100 * 2**20
+        print(m["model"], m["concurrency"], m["requests_per_s"], m["latency_p50"], m["latency_p95"],
+              m["latency_p99"], m["ttft_p50"], m["server_rss_bytes"], m["cost_per_million"], m["knee_reason"],
+              [(s["concurrency"], s["requests_per_s"], s["latency_p95"]) for s in m["curve"]])
+    assert bench["smol-seqs4"]["fingerprint"] != bench["smol-seqs8"]["fingerprint"]
+    html = (pytester.path / "out" / "report.html").read_text()
+    assert 'class="chart serving throughput"' in html and html.count('class="step knee"') == 4

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import shutil
-import subprocess
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,12 +24,15 @@ from typing import Any
 
 from pytest_distill.core import stats
 from pytest_distill.core.cost import BenchRate, Priced, bench_cost_per_million
+from pytest_distill.core.serving import ServingMeasurement
+from pytest_distill.core.serving import fingerprint as serving_fingerprint
 from pytest_distill.models.base import Provider, ProviderError, Request
 from pytest_distill.models.registry import ModelEntry
 from pytest_distill.report.fmt import gib, money
 from pytest_distill.report.fmt import ms as _ms
 from pytest_distill.report.terminal import format_table
-from pytest_distill.runtime.servers import ServerPool, process_tree_rss
+from pytest_distill.runtime.memory import gpu_memory_of, process_tree_pids, process_tree_rss
+from pytest_distill.runtime.servers import ServerPool
 
 CACHE_KEY = "pytest-distill/bench/"
 
@@ -53,7 +55,7 @@ class BenchResult:
     ttft_p99: float | None = None
     mean_output_tokens: float | None = None
     server_rss_bytes: int | None = None  # peak over the run, whole process tree
-    gpu_memory_mib: int | None = None  # peak nvidia-smi memory.used over all GPUs
+    gpu_memory_mib: int | None = None  # peak GPU memory of the server's processes (nvidia-smi)
     streamed: bool = False
     first_error: str = ""
     measured_at: float = field(default_factory=time.time)
@@ -90,7 +92,8 @@ async def _one_plain(provider: Provider, request: Request) -> _Sample:
 
 
 class _MemorySampler:
-    """Peak server RSS (process tree) and GPU memory, sampled every second in a thread."""
+    """Peak server RSS (process tree) and the GPU memory of that tree's processes, sampled
+    every second in a thread (runtime/memory.py)."""
 
     def __init__(self, pid: int | None) -> None:
         self.pid = pid
@@ -119,20 +122,10 @@ class _MemorySampler:
             rss = process_tree_rss(self.pid)
             if rss is not None:
                 self.rss = max(self.rss or 0, rss)
-        if self._nvidia:
-            used = gpu_memory_used_mib(self._nvidia)
+        if self._nvidia and self.pid is not None:
+            used = gpu_memory_of(process_tree_pids(self.pid), self._nvidia)
             if used is not None:
                 self.gpu = max(self.gpu or 0, used)
-
-
-def gpu_memory_used_mib(nvidia_smi: str = "nvidia-smi") -> int | None:
-    try:
-        out = subprocess.run([nvidia_smi, "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    values = [int(v) for v in out.stdout.split() if v.strip().isdigit()]
-    return sum(values) if out.returncode == 0 and values else None
 
 
 async def run(provider: Provider, model: str, requests: list[Request], *, concurrency: int,
@@ -224,11 +217,11 @@ def server_pid_for(servers: ServerPool, model: str) -> int | None:
 # --- presentation -----------------------------------------------------------------
 
 
-def format_results(results: list[BenchResult], cost_per_million: dict[str, str]) -> list[str]:
+def format_results(results: list[BenchResult], cost_per_million: list[str]) -> list[str]:
     header = ["model", "conc", "requests", "errors", "seconds", "req/s", "out tok/s", "p50", "p95", "p99",
               "TTFT p50", "TTFT p95", "TTFT p99", "server RSS", "GPU mem", "$/1M req"]
     rows = [header]
-    for r in results:
+    for r, cost in zip(results, cost_per_million, strict=True):
         rows.append([
             r.model, str(r.concurrency), str(r.requests), str(r.errors), f"{r.duration_s:.1f}",
             f"{r.requests_per_s:.2f}" if r.requests_per_s else "-",
@@ -236,7 +229,7 @@ def format_results(results: list[BenchResult], cost_per_million: dict[str, str])
             _ms(r.latency_p50), _ms(r.latency_p95), _ms(r.latency_p99),
             _ms(r.ttft_p50), _ms(r.ttft_p95), _ms(r.ttft_p99),
             gib(r.server_rss_bytes), f"{r.gpu_memory_mib} MiB" if r.gpu_memory_mib is not None else "-",
-            cost_per_million.get(r.model, "-"),
+            cost,
         ])
     return format_table(rows)
 
@@ -250,50 +243,43 @@ def fingerprint(entry: ModelEntry) -> dict[str, Any]:
             "base_url": entry.base_url}
 
 
-def saved_rate(pytest_cache: Any, entry: ModelEntry) -> BenchRate | None:
-    """The --distill-bench rate saved in pytest's cache for this entry, if any still applies."""
+def fingerprint_id(entry: ModelEntry) -> str:
+    """The short id of fingerprint(entry), as results.json's bench section stores it."""
+    return serving_fingerprint(fingerprint(entry))
+
+
+def saved_rate(pytest_cache: Any, entry: ModelEntry) -> ServingMeasurement | BenchRate | None:
+    """The --distill-bench measurement saved in pytest's cache for this entry, if any still applies."""
     if pytest_cache is None:
         return None
     saved = pytest_cache.get(CACHE_KEY + entry.name, None)
     if not isinstance(saved, dict) or saved.get("fingerprint") != fingerprint(entry):
         return None
-    if not saved.get("requests_per_s"):
+    if isinstance(saved.get("measurement"), dict):
+        found = ServingMeasurement.from_dict(saved["measurement"], source="pytest cache")
+        return found if found.requests_per_s else None
+    if not saved.get("requests_per_s"):  # saved by an older version
         return None
     return BenchRate(requests_per_s=float(saved["requests_per_s"]), concurrency=int(saved.get("concurrency") or 0))
 
 
-def save_rate(pytest_cache: Any, entry: ModelEntry, result: BenchResult) -> None:
-    if pytest_cache is not None and result.requests_per_s and not result.errors:
-        pytest_cache.set(CACHE_KEY + entry.name, {**result.to_dict(), "fingerprint": fingerprint(entry)})
+def save_rate(pytest_cache: Any, entry: ModelEntry, measured: ServingMeasurement) -> None:
+    if pytest_cache is not None and measured.requests_per_s:
+        pytest_cache.set(CACHE_KEY + entry.name, {"fingerprint": fingerprint(entry), "measurement": measured.to_dict()})
 
 
-def run_models(entries: dict[str, ModelEntry], requests: dict[str, list[Request]], *, concurrency: int | None,
-               count: int | None, duration_s: float | None, warmup: int | None, pytest_cache: Any,
-               servers: ServerPool, say: Any = None) -> list[BenchResult]:
-    """Benchmark every model on its requests, one model at a time; saves each clean rate."""
-    results: list[BenchResult] = []
-    for name, entry in entries.items():
-        if not requests.get(name):
-            continue
-        provider = servers.provider_for(entry)  # a fresh provider: its client belongs to the bench loop
-        in_flight = concurrency or entry.max_concurrency or provider.max_concurrency or 8
-        measured = count or (None if duration_s else 100)
-        if say is not None:
-            what = f"{duration_s:g} s" if duration_s else f"{measured} requests"
-            say(f"pytest-distill: bench {name}: {what} at concurrency {in_flight} "
-                f"({len(requests[name])} distinct prompts, warm-up {in_flight if warmup is None else warmup})")
-        result = run_sync(provider, name, requests[name], concurrency=in_flight, count=measured,
-                          duration_s=duration_s, warmup=warmup, server_pid=server_pid_for(servers, name))
-        results.append(result)
-        save_rate(pytest_cache, entry, result)
-    return results
-
-
-def summary_lines(results: list[BenchResult], entries: dict[str, Priced]) -> list[str]:
+def summary_lines(results: list[BenchResult], entries: dict[str, Priced],
+                  measurements: list[ServingMeasurement] | None = None) -> list[str]:
     """The bench table and its notes (under a '= pytest-distill bench =' separator)."""
-    costs = {r.model: money(bench_cost_per_million(entries[r.model], r.requests_per_s))
-             for r in results if r.model in entries and entries[r.model].self_hosted}
+    costs = [money(bench_cost_per_million(entries[r.model], r.requests_per_s))
+             if r.model in entries and entries[r.model].self_hosted else "-" for r in results]
     lines = format_results(results, costs)
+    for m in measurements or []:
+        if m.mode != "saturation":
+            continue
+        rate = m.describe() if m.requests_per_s else f"no sustained rate at c={m.concurrency}"
+        cost = f", {money(m.cost_per_million)} per 1M requests" if m.cost_per_million is not None else ""
+        lines.append(f"{m.model}: {rate}{cost}; knee: {m.knee_reason}")
     lines += [f"{r.model}: {r.errors} request(s) failed, e.g.: {r.first_error}" for r in results if r.errors]
     lines.append("req/s = completed requests / seconds from the end of the warm-up to the last answer; "
                  "latency and TTFT over completed requests"

@@ -13,6 +13,7 @@ from pytest_distill.core.compare import SuiteComparison, compare
 from pytest_distill.core.cost import BenchRate, Cost, Priced, summary_costs, tie_key
 from pytest_distill.core.gates import EXIT_OK, EXIT_TESTS_FAILED, Gate, GateResult, check_gate, exit_status
 from pytest_distill.core.records import ERROR, INTERNAL, MISS, Record, Summary, summarize
+from pytest_distill.core.serving import ServingMeasurement
 
 # suite_path, whether the baseline has this suite x model -> the suite's gate
 GateFor = Callable[[str, bool], Gate]
@@ -44,13 +45,14 @@ def decide(
     pytest_outcome: PytestOutcome,
     route_tolerance_pp: float,
     baseline_records: list[Record] | None = None,
-    bench_rates: Mapping[str, BenchRate] | None = None,
+    bench_rates: Mapping[str, BenchRate | ServingMeasurement] | None = None,
+    concurrency: Mapping[str, int] | None = None,
 ) -> Decision:
     """With a gate, misses inside a passing gate don't fail the run; a pytest-distill internal
     error always does (docs/gates.md)."""
     records = list(records)
     summaries = summarize(records)
-    costs = summary_costs(summaries, records, entries, bench_rates)
+    costs = summary_costs(summaries, records, entries, bench_rates, concurrency)
     deltas = compare_to_baseline(records, baseline_records) if baseline_records is not None else []
     regressions = {(d.suite, d.model): d.regression_pp for d in deltas if d.regression_pp is not None}
     gate_results = []

@@ -12,9 +12,11 @@ from typing import Any
 
 from pytest_distill.core.baseline import BaselineDelta
 from pytest_distill.core.compare import SuiteComparison
-from pytest_distill.core.cost import Cost
+from pytest_distill.core.cost import Cost, VolumeReport
 from pytest_distill.core.gates import Gate, GateResult
 from pytest_distill.core.records import INTERNAL, SKIP, Record, Summary
+from pytest_distill.core.serving import ServingMeasurement
+from pytest_distill.core.variants import VariantComparison
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,10 @@ class RunResult:
     baseline: BaselineRun | None
     models: Mapping[str, Mapping[str, Any]]  # the entries as reports show them (no secrets)
     cost_notes: tuple[str, ...] = field(default=())
+    serving: tuple[ServingMeasurement, ...] = field(default=())  # measured in this run (--distill-bench)
+    priced_with: Mapping[str, ServingMeasurement] = field(default_factory=dict)  # model -> the rate that priced it
+    volume: VolumeReport | None = None  # monthly cost at traffic levels, break-even volumes
+    variants: tuple[VariantComparison, ...] = field(default=())  # same weights, other serving settings
 
     def cost(self, suite: str, model: str) -> Cost:
         return self.costs.get((suite, model)) or Cost(None, "-")

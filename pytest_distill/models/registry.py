@@ -59,7 +59,9 @@ class ModelEntry:
     price_cached_input: float | None = None
     prices_as_of: str | None = None
     price_source: str | None = None
-    gpu_hourly_usd: float | None = None
+    gpu_hourly_usd: float | None = None  # the older name of hourly_usd
+    hourly_usd: float | None = None  # self-hosted: $/hour of `hardware`; wins over gpu_hourly_usd
+    hardware: str | None = None  # what hourly_usd buys ("1x H100 80GB", "c7i.4xlarge"); None: "GPU"
     n_ctx: int = 4096  # llama-cpp
     n_threads: int | None = None  # llama-cpp; None: cores / xdist workers
     serve_args: list[str] = field(default_factory=list)  # vllm
@@ -252,6 +254,13 @@ def _apply_env(name: str, table: dict[str, Any]) -> None:
             raise ConfigError(f"${variable} (base_url of model '{name}'): must start with "
                               f"http:// or https://, got {redact.url(value)!r}")
         table[field_name] = value
+
+
+def provider_class(entry: ModelEntry) -> type[Provider]:
+    """The entry's provider class (its SDK imported), for class-level defaults."""
+    module_name, _, class_name = PROVIDERS[entry.provider].partition(":")
+    cls: type[Provider] = getattr(importlib.import_module(module_name), class_name)
+    return cls
 
 
 def create_provider(entry: ModelEntry) -> Provider:

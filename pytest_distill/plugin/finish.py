@@ -11,12 +11,15 @@ import time
 
 import pytest
 
-from pytest_distill.bench.load import saved_rate
+from pytest_distill.bench.load import fingerprint_id, saved_rate
 from pytest_distill.core.compare import DEFAULT_ALPHA
-from pytest_distill.core.cost import cost_notes
+from pytest_distill.core.cost import BenchRate, cost_notes, gpu_hourly, hardware_label, volume_models, volume_report
 from pytest_distill.core.decide import PytestOutcome, decide
 from pytest_distill.core.records import Record
 from pytest_distill.core.result import BaselineRun, RunInfo, RunResult, SuiteGate
+from pytest_distill.core.serving import ServingMeasurement
+from pytest_distill.core.variants import VariantComparison, compare_variants, variant_pairs
+from pytest_distill.models.registry import ModelEntry, provider_class
 from pytest_distill.plugin import xdist
 from pytest_distill.plugin.shard import run_definition, shard_info
 from pytest_distill.plugin.state import RunState
@@ -41,14 +44,13 @@ def finish(state: RunState, session: pytest.Session) -> RunResult:
     planned = state.plan.models if state.plan is not None else ()
     # models planned only by workers follow in name order: records arrive in timing order
     run_models = tuple(dict.fromkeys([*planned, *sorted({r.model for r in records})])) or options.models
-    bench_rates = {name: rate for name, entry in state.entries.items()
-                   if (rate := saved_rate(getattr(state.config, "cache", None), entry)) is not None}
+    bench_rates = serving_rates(state)
     gates = SuiteGates(options)
     outcome = PytestOutcome(int(session.exitstatus), session.testsfailed,
                             stopped_early=bool(session.shouldfail or session.shouldstop))
     decision = decide(records, state.entries, gates.gate_for, outcome, options.route_tolerance,
                       baseline_records=records_of(state.baseline) if state.baseline is not None else None,
-                      bench_rates=bench_rates)
+                      bench_rates=bench_rates, concurrency=eval_concurrency(state.entries))
     if decision.exit_status != session.exitstatus:
         session.exitstatus = pytest.ExitCode(decision.exit_status)
     add_gate_testcases(state.config, list(decision.gates))  # before junitxml writes its file
@@ -75,6 +77,55 @@ def finish(state: RunState, session: pytest.Session) -> RunResult:
         run=run, records=tuple(records), summaries=summaries, costs=decision.costs, gates=decision.gates,
         suites=suites, comparisons=comparisons, baseline=baseline,
         models={name: entry.public_dict() for name, entry in state.entries.items()},
-        cost_notes=tuple(cost_notes(state.entries.values(), sum(r.cached for r in records))),
+        cost_notes=tuple(cost_notes(state.entries.values(), sum(r.cached for r in records))
+                         + serving_notes(state.entries, bench_rates)),
+        serving=tuple(state.serving),
+        priced_with={k: v for k, v in bench_rates.items() if isinstance(v, ServingMeasurement)},
+        variants=tuple(variant_comparisons(state, records, bench_rates)),
+        volume=volume_report(volume_models(records, state.entries,
+                                           {k: v for k, v in bench_rates.items() if isinstance(v, ServingMeasurement)}),
+                             options.traffic, options.peak_factor) if summaries or state.serving else None,
     )
+
+
+def serving_rates(state: RunState) -> dict[str, ServingMeasurement | BenchRate]:
+    """The rate that prices each self-hosted model, first found: --distill-serving FILE, this
+    run's --distill-bench, the rate an earlier --distill-bench saved in pytest's cache."""
+    measured_now = {m.model: m for m in state.serving if m.requests_per_s}
+    rates: dict[str, ServingMeasurement | BenchRate] = {}
+    for name, entry in state.entries.items():
+        if not entry.self_hosted:
+            continue
+        found = (state.stored_serving.get(name) or measured_now.get(name)
+                 or saved_rate(getattr(state.config, "cache", None), entry))
+        if found is not None:
+            rates[name] = found
+    return rates
+
+
+def serving_notes(entries: dict[str, ModelEntry], rates: dict[str, ServingMeasurement | BenchRate]) -> list[str]:
+    """Say plainly where a self-hosted rate was measured on a CPU but priced as other hardware."""
+    notes = []
+    for name, rate in rates.items():
+        if isinstance(rate, ServingMeasurement) and rate.device == "CPU":
+            label = hardware_label(entries[name])
+            notes.append(f"{name}: the rate was measured on a CPU; ${gpu_hourly(entries[name]):.2f}/h is the "
+                         f"entry's {label} price" + (" (set hourly_usd and hardware for the machine measured)"
+                                                     if label == "GPU" else ""))
+    return notes
+
+
+def variant_comparisons(state: RunState, records: list[Record],
+                        rates: dict[str, ServingMeasurement | BenchRate]) -> list[VariantComparison]:
+    """Self-hosted entries on the same weights with other serving settings, side by side."""
+    hosted = {name: e for name, e in state.entries.items() if e.self_hosted}
+    pairs = variant_pairs({name: (e.provider, e.model) for name, e in hosted.items()},
+                          {name: fingerprint_id(e) for name, e in hosted.items()})
+    serving = {k: v for k, v in rates.items() if isinstance(v, ServingMeasurement)}
+    return compare_variants(pairs, serving, records)
+
+
+def eval_concurrency(entries: dict[str, ModelEntry]) -> dict[str, int]:
+    """Requests in flight per model during evaluation: the entry's max_concurrency, else its provider's default."""
+    return {name: entry.max_concurrency or provider_class(entry).max_concurrency for name, entry in entries.items()}
 

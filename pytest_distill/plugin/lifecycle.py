@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from pytest_distill.bench.load import fingerprint_id
+from pytest_distill.core.serving import ServingMeasurement
 from pytest_distill.models.registry import ModelEntry, Registry
 from pytest_distill.plugin import xdist
 from pytest_distill.plugin.evaluate import Evaluator
@@ -49,9 +51,13 @@ def open_run(config: pytest.Config) -> RunState:
     evaluator = Evaluator(options, entries, resolve, lambda: Engine(cache=cache, servers=servers))
     if options.judge:  # resolve now: a typo stops the run before any request
         evaluator.judge_entry(options.judge)
-    return RunState(config=config, options=options, registry=registry, entries=entries,
-                    cache=cache, servers=servers, evaluator=evaluator, baseline=baseline, plan=plan,
-                    resolve=resolve)
+    state = RunState(config=config, options=options, registry=registry, entries=entries,
+                     cache=cache, servers=servers, evaluator=evaluator, baseline=baseline, plan=plan,
+                     resolve=resolve)
+    if options.serving_file is not None and not worker:  # read now: a bad file stops the run first
+        state.stored_serving, unmatched = stored_serving(options.serving_file, options.serving_path or "", entries)
+        state.notes += [(line, True) for line in unmatched]
+    return state
 
 
 def ensure_entries(state: RunState, names: tuple[str, ...]) -> None:
@@ -59,6 +65,29 @@ def ensure_entries(state: RunState, names: tuple[str, ...]) -> None:
     for name in names:
         if name not in state.entries and state.resolve is not None:
             state.entries[name] = state.resolve(name)
+
+
+def stored_serving(path: Path, shown: str, entries: dict[str, ModelEntry]
+                   ) -> tuple[dict[str, ServingMeasurement], list[str]]:
+    """--distill-serving FILE: each self-hosted entry's measurement in the file's bench section,
+    matched by entry name and the fingerprint of its serving settings; lines for the unmatched."""
+    document = read_results(path, "--distill-serving")
+    stored = [m for m in document.get("bench") or [] if isinstance(m, dict)]
+    found: dict[str, ServingMeasurement] = {}
+    unmatched = []
+    for name, entry in entries.items():
+        if not entry.self_hosted:
+            continue
+        same_name = [m for m in stored if m.get("model") == name and m.get("requests_per_s")]
+        match = next((m for m in same_name if m.get("fingerprint") == fingerprint_id(entry)), None)
+        if match is not None:
+            found[name] = ServingMeasurement.from_dict(match, source=shown)
+        elif same_name:
+            unmatched.append(f"--distill-serving {shown}: '{name}' was measured with other serving settings "
+                             "(model, serve_args or base_url differ): not used")
+        else:
+            unmatched.append(f"--distill-serving {shown}: no serving figures for '{name}'")
+    return found, unmatched
 
 
 def resolve_entry(registry: Registry, name: str, cache: SqliteCache | None, worker: bool,
@@ -83,6 +112,8 @@ def start_servers(state: RunState) -> None:
         return
     if state.cache is not None and state.cache.replay_only:
         return  # replay never calls the model
+    if state.options.bench is not None:
+        return  # --distill-bench starts each model's server for its turn (bench/runner.py)
     # --judge was resolved at start: a managed judge gets its server too.
     candidates = [*state.entries.values(), *state.evaluator.judge_entries]
     entries = [e for e in candidates if state.servers.needs_server(e)]
@@ -94,9 +125,13 @@ def start_servers(state: RunState) -> None:
         if reporter is not None:
             reporter.write_line(line)
 
+    state.servers.start(entries, log_dir(state), progress)
+
+
+def log_dir(state: RunState) -> Path:
+    """Where managed servers' logs go: pytest's cache folder, else a temporary one."""
     cache = getattr(state.config, "cache", None)
-    log_dir = cache.mkdir("pytest-distill") if cache is not None else Path(tempfile.mkdtemp(prefix="pytest-distill-"))
-    state.servers.start(entries, log_dir, progress)
+    return cache.mkdir("pytest-distill") if cache is not None else Path(tempfile.mkdtemp(prefix="pytest-distill-"))
 
 
 def close(state: RunState) -> None:

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from pytest_distill.bench.saturate import SaturationSettings
+from pytest_distill.core.cost import DEFAULT_PEAK_FACTOR, DEFAULT_TRAFFIC, parse_traffic
 from pytest_distill.core.errors import ConfigError
+from pytest_distill.core.serving import DEFAULT_KNEE, DEFAULT_MAX_CONCURRENCY
 from pytest_distill.core.shard import Shard, parse_shard
 from pytest_distill.plugin import xdist
 from pytest_distill.suite.loader import (
@@ -74,6 +77,25 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--distill-shard", dest="distill_shard", metavar="K/N",
                     help="evaluate shard K of N: a fixed 1/N of the examples (all models and repetitions of an "
                          "example together); combine the shards' results.json with `pytest-distill merge`")
+    # --- serving: saturation search, stored serving figures, cost at volume (docs/benchmarks.md)
+    group.addoption("--distill-bench-saturate", action="store_true", dest="distill_bench_saturate",
+                    help="with --distill-bench: step concurrency 1, 2, 4, ... up to --distill-bench-max-concurrency "
+                         "until throughput stops rising (the knee); the rate there prices the model")
+    group.addoption("--distill-bench-max-concurrency", type=int, default=None, dest="distill_bench_max_concurrency",
+                    metavar="C", help="the saturation search's last step (default 64)")
+    group.addoption("--distill-bench-knee", type=float, default=None, dest="distill_bench_knee", metavar="PCT",
+                    help="the search stops when doubling concurrency raises throughput by less than PCT percent "
+                         "(default 5)")
+    group.addoption("--distill-bench-slo-p95-ms", type=float, default=None, dest="distill_bench_slo_p95_ms",
+                    metavar="MS", help="the search stops before the first step whose latency p95 exceeds MS")
+    group.addoption("--distill-serving", dest="distill_serving", metavar="FILE",
+                    help="price self-hosted models with the serving figures (bench section) of an earlier "
+                         "run's results.json, matched by entry name and serving settings")
+    group.addoption("--distill-traffic", action="append", dest="distill_traffic", metavar="N/day",
+                    help="monthly cost at this traffic (repeatable; /day, /hour, /min or /s); "
+                         "default 10k, 100k, 1M and 10M requests/day")
+    group.addoption("--distill-peak-factor", type=float, default=None, dest="distill_peak_factor", metavar="F",
+                    help="peak over mean request rate that self-hosted capacity must carry (default 1: flat traffic)")
     parser.addini("distill_models_file", "project models file (default: models.toml at the rootdir)")
     parser.addini("distill_cache", "response cache directory (as --distill-cache)")
     parser.addini("distill_cache_mode", "response cache mode (as --distill-cache-mode)")
@@ -87,6 +109,7 @@ class BenchOptions:
     requests: int | None
     duration_s: float | None
     warmup: int | None
+    saturation: SaturationSettings | None = None  # --distill-bench-saturate
 
 
 @dataclass(frozen=True)
@@ -113,6 +136,9 @@ class RunOptions:
     cli_models: tuple[str, ...] = ()
     forced_repeat: int | None = None
     shard: Shard | None = None  # --distill-shard K/N
+    serving_path: str | None = None  # --distill-serving, as given
+    traffic: tuple[float, ...] = DEFAULT_TRAFFIC  # requests per day
+    peak_factor: float = DEFAULT_PEAK_FACTOR
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> RunOptions:
@@ -139,6 +165,9 @@ class RunOptions:
             cli_models=tuple(dict.fromkeys(get("distill_models") or [])),
             forced_repeat=get("distill_repeat"),
             shard=parse_shard(get("distill_shard")) if get("distill_shard") else None,
+            serving_path=get("distill_serving"),
+            traffic=_traffic(config),
+            peak_factor=_peak_factor(config),
         )
         options.check()
         if not xdist.is_worker(config):
@@ -160,6 +189,10 @@ class RunOptions:
     @property
     def baseline_file(self) -> Path | None:
         return None if self.baseline_path is None else self.invocation_dir / self.baseline_path
+
+    @property
+    def serving_file(self) -> Path | None:
+        return None if self.serving_path is None else self.invocation_dir / self.serving_path
 
 
 def _models_file(config: pytest.Config) -> Path | None:
@@ -186,7 +219,58 @@ def _bench(config: pytest.Config) -> BenchOptions | None:
     if duration is not None and duration <= 0:
         raise ConfigError("--distill-bench-duration must be positive")
     return BenchOptions(get("distill_bench_concurrency"), get("distill_bench_requests"), duration,
-                        get("distill_bench_warmup"))
+                        get("distill_bench_warmup"), _saturation(config))
+
+
+def _saturation(config: pytest.Config) -> SaturationSettings | None:
+    get = config.getoption
+    if not get("distill_bench_saturate"):
+        for name in ("distill_bench_max_concurrency", "distill_bench_knee", "distill_bench_slo_p95_ms"):
+            if get(name) is not None:
+                raise ConfigError(f"--{name.replace('_', '-')} applies to --distill-bench-saturate only")
+        return None
+    if get("distill_bench_concurrency") is not None:
+        raise ConfigError("--distill-bench-saturate chooses the concurrency: drop --distill-bench-concurrency "
+                          "(or cap it with --distill-bench-max-concurrency)")
+    if get("distill_bench_duration") is not None:
+        raise ConfigError("--distill-bench-saturate measures a number of requests per step: use "
+                          "--distill-bench-requests, not --distill-bench-duration")
+    cap = get("distill_bench_max_concurrency")
+    if cap is not None and cap < 1:
+        raise ConfigError("--distill-bench-max-concurrency must be at least 1")
+    knee = get("distill_bench_knee")
+    if knee is not None and not 0 <= knee < 100:
+        raise ConfigError(f"--distill-bench-knee is a percentage, 0 to 100; got {knee:g}")
+    slo = get("distill_bench_slo_p95_ms")
+    if slo is not None and slo <= 0:
+        raise ConfigError("--distill-bench-slo-p95-ms must be positive")
+    return SaturationSettings(
+        max_concurrency=cap or DEFAULT_MAX_CONCURRENCY, knee=DEFAULT_KNEE if knee is None else knee / 100,
+        slo_p95_s=None if slo is None else slo / 1000, requests_per_step=get("distill_bench_requests"),
+        warmup=get("distill_bench_warmup"))
+
+
+def _traffic(config: pytest.Config) -> tuple[float, ...]:
+    given = config.getoption("distill_traffic")
+    if not given:
+        return DEFAULT_TRAFFIC
+    levels = []
+    for text in given:
+        for part in text.split(","):
+            try:
+                levels.append(parse_traffic(part))
+            except ValueError as exc:
+                raise ConfigError(f"--distill-traffic {text}: {exc}") from None
+    return tuple(sorted(set(levels)))
+
+
+def _peak_factor(config: pytest.Config) -> float:
+    factor = config.getoption("distill_peak_factor")
+    if factor is None:
+        return DEFAULT_PEAK_FACTOR
+    if not factor >= 1:
+        raise ConfigError(f"--distill-peak-factor is peak over mean traffic, at least 1; got {factor:g}")
+    return float(factor)
 
 
 # Files that only a suite folder has: a named folder holding one of them, but no

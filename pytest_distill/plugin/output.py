@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from pytest_distill.bench import load as bench
+from pytest_distill.bench import runner
+from pytest_distill.plugin import lifecycle
 from pytest_distill.plugin.collect import ExampleItem
 from pytest_distill.plugin.state import RunState
 from pytest_distill.report import terminal
@@ -19,7 +21,7 @@ def publish(state: RunState) -> None:
     """Write --distill-report's files and the GitHub step summary; notes what was written."""
     result = state.result
     # A shard writes its results.json even when none of the examples fell to it: merge needs every shard.
-    if result is None or (not result.summaries and state.options.shard is None):
+    if result is None or (not (result.summaries or result.serving) and state.options.shard is None):
         return
     report_dir = state.options.report_dir
     if report_dir is None and not os.environ.get("GITHUB_STEP_SUMMARY"):
@@ -42,7 +44,7 @@ def terminal_summary(state: RunState, reporter: Any) -> None:
             reporter.write_line(line, red=problem)
     if state.bench_results:
         reporter.write_sep("=", "pytest-distill bench")
-        for line in bench.summary_lines(state.bench_results, dict(state.entries)):
+        for line in bench.summary_lines(state.bench_results, dict(state.entries), state.serving):
             reporter.write_line(line)
 
 
@@ -53,8 +55,8 @@ def run_bench(state: RunState, items: list[pytest.Item]) -> None:
     requests = {name: [state.evaluator.request_for(i) for i in items if isinstance(i, ExampleItem) and i.model == name]
                 for name in state.entries}
     reporter = state.config.pluginmanager.get_plugin("terminalreporter")
-    state.bench_results = bench.run_models(
-        state.entries, requests, concurrency=options.concurrency, count=options.requests,
-        duration_s=options.duration_s, warmup=options.warmup, pytest_cache=getattr(state.config, "cache", None),
-        servers=state.servers,
-        say=reporter.write_line if reporter is not None else None)
+    plan = runner.BenchPlan(concurrency=options.concurrency, count=options.requests, duration_s=options.duration_s,
+                            warmup=options.warmup, saturation=options.saturation)
+    state.bench_results, state.serving = runner.run_models(
+        state.entries, requests, plan, pytest_cache=getattr(state.config, "cache", None), servers=state.servers,
+        log_dir=lambda: lifecycle.log_dir(state), say=reporter.write_line if reporter is not None else None)

@@ -15,6 +15,7 @@ import pytest
 from pytest_distill.bench.load import BenchResult
 from pytest_distill.core.records import Record
 from pytest_distill.core.result import RunResult
+from pytest_distill.core.serving import ServingMeasurement
 from pytest_distill.models.registry import ModelEntry, Registry
 from pytest_distill.plugin import xdist
 from pytest_distill.plugin.evaluate import Evaluator
@@ -37,6 +38,8 @@ class RunState:
     records: list[Record] = field(default_factory=list)  # the controller's, from the item reports
     result: RunResult | None = None  # set by finish()
     bench_results: list[BenchResult] = field(default_factory=list)  # --distill-bench
+    serving: list[ServingMeasurement] = field(default_factory=list)  # --distill-bench: one per model
+    stored_serving: dict[str, ServingMeasurement] = field(default_factory=dict)  # --distill-serving, matched
     notes: list[tuple[str, bool]] = field(default_factory=list)  # (line, is a problem): reports written or not
     started_at: float = field(default_factory=time.time)
     plan: RunPlan | None = None  # which models each suite runs, how many times (plans.py)

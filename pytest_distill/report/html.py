@@ -15,6 +15,7 @@ from typing import Any
 
 from pytest_distill.core import stats
 from pytest_distill.core.compare import SuiteComparison
+from pytest_distill.report import serving
 from pytest_distill.report.comparison_text import route_text, significance_text
 from pytest_distill.report.fmt import money, ms, percent
 
@@ -339,6 +340,7 @@ def render(document: dict[str, Any]) -> str:
                     f"<figure>{cost_svg}<figcaption>Accuracy against cost; red: the Pareto front</figcaption>{missing}</figure>"
                     f"<figure>{latency_chart(suite, order, {m: latencies[(suite, m)] for m in order})}"
                     "<figcaption>Latency per request (cached answers excluded)</figcaption></figure></div></section>")
+    body.append(serving.html_section(document))  # the bench and volume sections, when present
     misses = [r for r in records if r["outcome"] == "miss"]
     errors = [r for r in records if r["outcome"] == "error"]
     body.append("<h2>Misses</h2>" + _records_table(

@@ -80,7 +80,10 @@ def build_document(*, created_at: str, run: dict[str, Any], models: dict[str, di
                    suites: dict[str, dict[str, Any]], summaries: list[dict[str, Any]],
                    gates: list[dict[str, Any]], comparisons: list[dict[str, Any]],
                    baseline: dict[str, Any] | None, records: list[dict[str, Any]],
-                   judge_warning: dict[str, Any] | None = None) -> dict[str, Any]:
+                   judge_warning: dict[str, Any] | None = None,
+                   bench: list[dict[str, Any]] | None = None, volume: dict[str, Any] | None = None,
+                   priced_with: list[dict[str, Any]] | None = None,
+                   variants: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Assemble the document. Records are sorted so that serial and -n N runs write the same file
     (up to timings)."""
     ordered = sorted(records, key=lambda r: (r["suite"], r["model"], r["example_id"], r["repetition"]))
@@ -99,6 +102,14 @@ def build_document(*, created_at: str, run: dict[str, Any], models: dict[str, di
         "judge_warning": judge_warning,  # an offline/smoke judge decided verdicts (report/generation.py)
         "records": ordered,
     }
+    if bench:  # serving measurements made in this run (--distill-bench): --distill-serving reads them
+        document["bench"] = bench
+    if priced_with:  # serving figures read from elsewhere (--distill-serving, pytest's cache) that priced models
+        document["priced_with"] = priced_with
+    if volume is not None:
+        document["volume"] = volume
+    if variants:  # serving variants of the same weights, side by side
+        document["variants"] = variants
     # Round-trip through JSON so what is returned is exactly what gets written.
     return json.loads(json.dumps(document, default=_plain))
 
@@ -125,4 +136,8 @@ def document(result: RunResult, created_at: str | None = None) -> dict[str, Any]
         comparisons=[c.to_dict() for c in result.comparisons], baseline=baseline,
         records=[r.to_dict() for r in result.records],
         judge_warning=judge_warning(list(result.records)),
+        bench=[m.to_dict() for m in result.serving],
+        priced_with=[m.to_dict() for m in result.priced_with.values() if m.source != "this run"],
+        volume=None if result.volume is None else result.volume.to_dict(),
+        variants=[v.to_dict() for v in result.variants],
     )

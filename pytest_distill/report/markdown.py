@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_distill.core.compare import SuiteComparison
+from pytest_distill.report import serving
 from pytest_distill.report.comparison_text import route_text
 from pytest_distill.report.fmt import money, ms, percent
 
@@ -39,8 +40,9 @@ def render(document: dict[str, Any]) -> str:
         verdict = "" if gate is None else ("✅ pass" if gate["passed"] else "❌ FAIL")
         rows.append([s["suite"], s["model"], s["n"], rate, ci, s["errors"], ms(s["latency_p50"]),
                      ms(s["latency_p95"]), money(s["cost"]["per_million"]), verdict])
-    lines += _table(["suite", "model", "n", "pass rate", "95% CI", "errors", "p50", "p95", "$/1M req", "gate"],
-                    rows, {2, 3, 5, 6, 7, 8})
+    if rows:  # a --distill-bench run evaluates nothing: its serving rows follow
+        lines += _table(["suite", "model", "n", "pass rate", "95% CI", "errors", "p50", "p95", "$/1M req", "gate"],
+                        rows, {2, 3, 5, 6, 7, 8})
     gates = document["gates"]
     if gates:
         failed = [g for g in gates if not g["passed"]]
@@ -68,6 +70,7 @@ def render(document: dict[str, Any]) -> str:
                           "-" if d["delta_pp"] is None else f"{d['delta_pp']:+.1f} pp",
                           f"{len(failing)}" + (f": {named}" if failing else "")])
         lines += _table(["suite", "model", "shared", "baseline", "now", "change", "newly failing"], brows, {2, 3, 4, 5})
+    lines += serving.markdown_lines(document)
     misses = sum(1 for r in document["records"] if r["outcome"] == "miss")
     errors = sum(1 for r in document["records"] if r["outcome"] == "error")
     internal = sum(1 for r in document["records"] if r["outcome"] == "internal")

@@ -377,6 +377,15 @@ class ServerPool:
             self.running.pop(name, None)
         self.servers.clear()
 
+    def stop_one(self, name: str) -> int | None:
+        """Stop the server this pool started for one entry (its whole process group); its pid."""
+        server = self.servers.pop(name, None)
+        self.running.pop(name, None)
+        if server is None or server.proc is None:
+            return None
+        server.stop()
+        return server.proc.pid
+
 
 def worker_input(pool: ServerPool) -> dict[str, dict[str, Any]]:
     """What an xdist worker needs of the controller's pool, as plain (JSON-able) data."""
@@ -386,27 +395,3 @@ def worker_input(pool: ServerPool) -> dict[str, dict[str, Any]]:
 def from_worker_input(data: dict[str, dict[str, Any]] | None) -> ServerPool:
     """A worker's pool: the controller's servers, which the worker uses but never stops."""
     return ServerPool({name: ServerInfo.from_dict(value) for name, value in (data or {}).items()})
-
-
-def process_tree_rss(pid: int) -> int | None:
-    """Resident memory (bytes) of a process and all its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    page = os.sysconf("SC_PAGE_SIZE")
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        fields = text.rsplit(")", 1)[1].split()
-        this = int(stat.parent.name)
-        children.setdefault(int(fields[1]), []).append(this)
-        rss[this] = int(fields[21]) * page
-    if pid not in rss:
-        return None
-    total, stack = 0, [pid]
-    while stack:
-        current = stack.pop()
-        total += rss.get(current, 0)
-        stack.extend(children.get(current, []))
-    return total
