@@ -14,7 +14,9 @@ from pytest_distill.core.baseline import BaselineDelta
 from pytest_distill.core.compare import SuiteComparison
 from pytest_distill.core.cost import Cost
 from pytest_distill.core.gates import Gate, GateResult
+from pytest_distill.core.matrix import Matrix
 from pytest_distill.core.records import INTERNAL, SKIP, Record, Summary
+from pytest_distill.core.routing import Routing
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class RunResult:
     baseline: BaselineRun | None
     models: Mapping[str, Mapping[str, Any]]  # the entries as reports show them (no secrets)
     cost_notes: tuple[str, ...] = field(default=())
+    matrix: Matrix | None = None  # more than one suite and more than one model
+    routing: Routing | None = None  # the run's overall routing table
 
     def cost(self, suite: str, model: str) -> Cost:
         return self.costs.get((suite, model)) or Cost(None, "-")

@@ -21,8 +21,10 @@ from pytest_distill.core.gates import (
     check_gate,
     exit_status,
 )
+from pytest_distill.core.matrix import build_matrix
 from pytest_distill.core.records import ERROR, INTERNAL, MISS, Record, summarize
 from pytest_distill.core.result import BaselineRun, RunInfo, RunResult, SuiteGate
+from pytest_distill.core.routing import plan_routing
 from pytest_distill.plugin import xdist
 from pytest_distill.plugin.state import RunState
 from pytest_distill.plugin.suite_gates import SuiteGates
@@ -84,10 +86,14 @@ def finish(state: RunState, session: pytest.Session) -> RunResult:
         workers=xdist.workers_for_report(state.config), exit_status=int(session.exitstatus),
         duration_s=max(0.0, time.time() - state.started_at),
     )
+    per_million = {k: c.per_million for k, c in costs.items()}
+    matrix = build_matrix(summaries, records, comparisons, per_million, state.entries, options.models)
+    routing = plan_routing(summaries, comparisons, per_million, state.entries, tie_keys, dict(options.traffic_mix))
     return RunResult(
         run=run, records=tuple(records), summaries=tuple(summaries), costs=costs, gates=tuple(gate_results),
         suites=suites, comparisons=tuple(comparisons), baseline=baseline,
         models={name: entry.public_dict() for name, entry in state.entries.items()},
         cost_notes=tuple(cost_notes(state.entries.values(), sum(r.cached for r in records))),
+        matrix=matrix, routing=routing,
     )
 

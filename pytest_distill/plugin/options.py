@@ -67,6 +67,9 @@ def add_options(parser: pytest.Parser) -> None:
                     help="measure for S seconds instead of a number of requests")
     group.addoption("--distill-bench-warmup", type=int, dest="distill_bench_warmup", metavar="W",
                     help="uncounted warm-up requests first (default: the concurrency)")
+    group.addoption("--distill-traffic-mix", dest="distill_traffic_mix", metavar="SUITE=WEIGHT,...",
+                    help="the overall routing table's traffic mix, e.g. banking77=3,trec=1 (default: equal "
+                         "traffic per suite; suites left out get none)")
     parser.addini("distill_models_file", "project models file (default: models.toml at the rootdir)")
     parser.addini("distill_cache", "response cache directory (as --distill-cache)")
     parser.addini("distill_cache_mode", "response cache mode (as --distill-cache-mode)")
@@ -101,6 +104,7 @@ class RunOptions:
     bench: BenchOptions | None  # set with --distill-bench
     invocation_dir: Path
     rootdir: Path
+    traffic_mix: tuple[tuple[str, float], ...] = ()  # --distill-traffic-mix; empty: equal traffic
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> RunOptions:
@@ -124,6 +128,7 @@ class RunOptions:
             bench=_bench(config),
             invocation_dir=config.invocation_params.dir,
             rootdir=config.rootpath,
+            traffic_mix=parse_traffic_mix(get("distill_traffic_mix")),
         )
         options.check()
         if not xdist.is_worker(config):
@@ -145,6 +150,26 @@ class RunOptions:
     @property
     def baseline_file(self) -> Path | None:
         return None if self.baseline_path is None else self.invocation_dir / self.baseline_path
+
+
+def parse_traffic_mix(text: str | None) -> tuple[tuple[str, float], ...]:
+    """'banking77=3,trec=1' -> (("banking77", 3.0), ("trec", 1.0)); ConfigError naming the bad part."""
+    if not text:
+        return ()
+    mix: dict[str, float] = {}
+    for part in text.split(","):
+        name, eq, weight = part.strip().partition("=")
+        try:
+            value = float(weight)
+        except ValueError:
+            value = -1.0
+        if not eq or not name.strip() or not value >= 0 or value == float("inf"):
+            raise ConfigError(f"--distill-traffic-mix: {part.strip()!r} is not SUITE=WEIGHT with a weight >= 0 "
+                              "(e.g. banking77=3,trec=1)")
+        if name.strip() in mix:
+            raise ConfigError(f"--distill-traffic-mix names {name.strip()} twice")
+        mix[name.strip()] = value
+    return tuple(mix.items())
 
 
 def _models_file(config: pytest.Config) -> Path | None:

@@ -78,7 +78,8 @@ def _plain(value: Any) -> Any:
 def build_document(*, created_at: str, run: dict[str, Any], models: dict[str, dict[str, Any]],
                    suites: dict[str, dict[str, Any]], summaries: list[dict[str, Any]],
                    gates: list[dict[str, Any]], comparisons: list[dict[str, Any]],
-                   baseline: dict[str, Any] | None, records: list[dict[str, Any]]) -> dict[str, Any]:
+                   baseline: dict[str, Any] | None, records: list[dict[str, Any]],
+                   matrix: dict[str, Any] | None = None, routing: dict[str, Any] | None = None) -> dict[str, Any]:
     """Assemble the document. Records are sorted so that serial and -n N runs write the same file
     (up to timings)."""
     ordered = sorted(records, key=lambda r: (r["suite"], r["model"], r["example_id"], r["repetition"]))
@@ -94,6 +95,8 @@ def build_document(*, created_at: str, run: dict[str, Any], models: dict[str, di
         "gates": gates,
         "comparisons": comparisons,
         "baseline": baseline,
+        "matrix": matrix,
+        "routing": routing,
         "records": ordered,
     }
     # Round-trip through JSON so what is returned is exactly what gets written.
@@ -121,4 +124,6 @@ def document(result: RunResult, created_at: str | None = None) -> dict[str, Any]
         summaries=summaries, gates=[g.to_dict() for g in result.gates],
         comparisons=[c.to_dict() for c in result.comparisons], baseline=baseline,
         records=[r.to_dict() for r in result.records],
+        matrix=None if result.matrix is None else result.matrix.to_dict(),
+        routing=None if result.routing is None else result.routing.to_dict(),
     )
