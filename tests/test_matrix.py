@@ -8,13 +8,14 @@ from dataclasses import dataclass
 
 import pytest
 
-from helpers.chat_server import SERIAL, XDIST, FakeChatServer, numbered_rows
-from helpers.suites import write_suite
 from pytest_distill.core.compare import compare
 from pytest_distill.core.matrix import BEST, LOSS, NONE, TIE, build_matrix, is_frontier
 from pytest_distill.core.records import ERROR, MISS, PASS, Record, summarize
 from pytest_distill.core.routing import plan_routing, shares
 from pytest_distill.report.matrix_view import markdown, terminal_matrix, terminal_routing
+
+from helpers.chat_server import SERIAL, XDIST, FakeChatServer, numbered_rows
+from helpers.suites import write_suite
 
 
 @dataclass(frozen=True)
@@ -31,14 +32,24 @@ TIE_KEYS = {"distilled": (1, 2.4, "distilled"), "cheap": (0, 1.5, "cheap"), "pri
 
 
 def records_for(suite: str, model: str, passes: list[bool], repetition: int = 1) -> list[Record]:
-    return [Record(suite=suite, suite_path=f"suites/{suite}", model=model, example_id=f"e{i}", repetition=repetition,
-                   outcome=PASS if ok else MISS) for i, ok in enumerate(passes)]
+    return [
+        Record(
+            suite=suite,
+            suite_path=f"suites/{suite}",
+            model=model,
+            example_id=f"e{i}",
+            repetition=repetition,
+            outcome=PASS if ok else MISS,
+        )
+        for i, ok in enumerate(passes)
+    ]
 
 
 def run(records: list[Record], costs: dict[tuple[str, str], float | None], mix=None):
     summaries = summarize(records)
-    comparisons = compare(summaries, records, {k: None if v is None else v / 1e6 for k, v in costs.items()},
-                          tie_keys=TIE_KEYS)
+    comparisons = compare(
+        summaries, records, {k: None if v is None else v / 1e6 for k, v in costs.items()}, tie_keys=TIE_KEYS
+    )
     matrix = build_matrix(summaries, records, comparisons, costs, ENTRIES, ["distilled", "cheap", "pricey"])
     routing = plan_routing(summaries, comparisons, costs, ENTRIES, TIE_KEYS, mix)
     return matrix, routing
@@ -46,22 +57,42 @@ def run(records: list[Record], costs: dict[tuple[str, str], float | None], mix=N
 
 # Suite a: distilled 20/20, pricey 18/20 (2 discordant: p=0.5, a tie), cheap 0/20 (a loss).
 # Suite b: cheap and pricey 20/20 (tied: the cheaper listed price ranks first), distilled 0/20.
-RECORDS = (records_for("a", "distilled", [True] * 20) + records_for("a", "pricey", [False] * 2 + [True] * 18)
-           + records_for("a", "cheap", [False] * 20) + records_for("b", "distilled", [False] * 20)
-           + records_for("b", "cheap", [True] * 20) + records_for("b", "pricey", [True] * 20))
-COSTS = {("a", "distilled"): 10.0, ("a", "cheap"): 50.0, ("a", "pricey"): 400.0,
-         ("b", "distilled"): 10.0, ("b", "cheap"): 60.0, ("b", "pricey"): 500.0}
+RECORDS = (
+    records_for("a", "distilled", [True] * 20)
+    + records_for("a", "pricey", [False] * 2 + [True] * 18)
+    + records_for("a", "cheap", [False] * 20)
+    + records_for("b", "distilled", [False] * 20)
+    + records_for("b", "cheap", [True] * 20)
+    + records_for("b", "pricey", [True] * 20)
+)
+COSTS = {
+    ("a", "distilled"): 10.0,
+    ("a", "cheap"): 50.0,
+    ("a", "pricey"): 400.0,
+    ("b", "distilled"): 10.0,
+    ("b", "cheap"): 60.0,
+    ("b", "pricey"): 500.0,
+}
 
 
 def test_matrix_marks_best_ties_by_the_paired_test_and_tallies():
     matrix, _ = run(RECORDS, COSTS)
     assert matrix is not None
     status = {(c.suite, c.model): c.status for c in matrix.cells}
-    assert status == {("a", "distilled"): BEST, ("a", "pricey"): TIE, ("a", "cheap"): LOSS,
-                      ("b", "cheap"): BEST, ("b", "pricey"): TIE, ("b", "distilled"): LOSS}
+    assert status == {
+        ("a", "distilled"): BEST,
+        ("a", "pricey"): TIE,
+        ("a", "cheap"): LOSS,
+        ("b", "cheap"): BEST,
+        ("b", "pricey"): TIE,
+        ("b", "distilled"): LOSS,
+    }
     assert matrix.models == ("distilled", "cheap", "pricey")
     assert [(t.model, t.wins, t.ties, t.losses) for t in matrix.tallies] == [
-        ("distilled", 1, 0, 1), ("cheap", 1, 0, 1), ("pricey", 0, 2, 0)]
+        ("distilled", 1, 0, 1),
+        ("cheap", 1, 0, 1),
+        ("pricey", 0, 2, 0),
+    ]
     assert matrix.cell("a", "cheap").per_million == 50.0
 
 
@@ -92,11 +123,13 @@ def test_headline_none_without_a_capped_frontier_model():
 
 
 def test_repeats_show_mean_and_std_and_an_all_error_model_is_none():
-    records = (records_for("a", "distilled", [True, True, False, False], 1)
-               + records_for("a", "distilled", [True, True, True, False], 2)
-               + records_for("a", "cheap", [True] * 4)
-               + [Record(suite="b", suite_path="suites/b", model="cheap", example_id="e0", repetition=1, outcome=ERROR)]
-               + records_for("b", "distilled", [True] * 4))
+    records = (
+        records_for("a", "distilled", [True, True, False, False], 1)
+        + records_for("a", "distilled", [True, True, True, False], 2)
+        + records_for("a", "cheap", [True] * 4)
+        + [Record(suite="b", suite_path="suites/b", model="cheap", example_id="e0", repetition=1, outcome=ERROR)]
+        + records_for("b", "distilled", [True] * 4)
+    )
     matrix, _ = run(records, {})
     cell = matrix.cell("a", "distilled")
     assert cell.rate == pytest.approx(0.625) and cell.std == pytest.approx(0.1767767) and cell.repetitions == 2
@@ -160,23 +193,32 @@ def _project(pytester, server: FakeChatServer) -> None:
     write_suite(pytester.path / "suites" / "b", rows=ROWS[8:])
 
     def api(name: str, spec: str, price_in: float, price_out: float) -> str:
-        return (f'["{name}"]\nprovider = "openai"\nmodel = "{spec}"\nbase_url = "{server.url}"\n'
-                f'api_key_env = "FAKE_API_KEY"\nmax_retries = 0\nconstraint_style = "none"\n'
-                f"price_input = {price_in}\nprice_output = {price_out}\n\n")
+        return (
+            f'["{name}"]\nprovider = "openai"\nmodel = "{spec}"\nbase_url = "{server.url}"\n'
+            f'api_key_env = "FAKE_API_KEY"\nmax_retries = 0\nconstraint_style = "none"\n'
+            f"price_input = {price_in}\nprice_output = {price_out}\n\n"
+        )
 
     # Names against prices: the tie on b is broken by price (z-cheap first), not by name.
-    pytester.makefile(".toml", models=server.models_toml(distilled="wrong:9,10,11,12,13,14,15,16")
-                      + api("z-cheap", "wrong:1,2,3,4,5,6,7,8", 0.5, 1.0) + api("a-pricey", "wrong:1", 2.0, 8.0))
+    pytester.makefile(
+        ".toml",
+        models=server.models_toml(distilled="wrong:9,10,11,12,13,14,15,16")
+        + api("z-cheap", "wrong:1,2,3,4,5,6,7,8", 0.5, 1.0)
+        + api("a-pricey", "wrong:1", 2.0, 8.0),
+    )
 
 
 def _decisions(document: dict) -> dict:
     matrix, routing = document["matrix"], document["routing"]
-    return {"cells": [(c["suite"], c["model"], c["rate"], c["status"], c["p_value"]) for c in matrix["cells"]],
-            "tallies": matrix["tallies"], "headline": matrix["headline"],
-            "ranks": [[(r["model"], r["rank"]) for r in c["ranking"]] for c in document["comparisons"]],
-            "routes": [c["route"]["model"] for c in document["comparisons"]],
-            "served": [(r["suite"], r["model"], r["share"]) for r in routing["rows"]],
-            "frontier": routing["frontier_model"]}
+    return {
+        "cells": [(c["suite"], c["model"], c["rate"], c["status"], c["p_value"]) for c in matrix["cells"]],
+        "tallies": matrix["tallies"],
+        "headline": matrix["headline"],
+        "ranks": [[(r["model"], r["rank"]) for r in c["ranking"]] for c in document["comparisons"]],
+        "routes": [c["route"]["model"] for c in document["comparisons"]],
+        "served": [(r["suite"], r["model"], r["share"]) for r in routing["rows"]],
+        "frontier": routing["frontier_model"],
+    }
 
 
 @pytest.mark.parametrize("args", [SERIAL, XDIST])
@@ -184,8 +226,16 @@ def test_rehearsal_matrix_and_routes(pytester, monkeypatch, args):
     monkeypatch.setenv("FAKE_API_KEY", "sk-fake")
     with FakeChatServer(ROWS) as server:
         _project(pytester, server)
-        result = pytester.runpytest("suites", "-p", "no:cacheprovider", "--model=distilled", "--model=z-cheap",
-                                    "--model=a-pricey", "--distill-report=out", *args)
+        result = pytester.runpytest(
+            "suites",
+            "-p",
+            "no:cacheprovider",
+            "--model=distilled",
+            "--model=z-cheap",
+            "--model=a-pricey",
+            "--distill-report=out",
+            *args,
+        )
     out = result.stdout.str()
     assert "matrix: pass rate and $ per million requests, suites x models" in out
     assert "distilled matches or beats the best frontier model under $1/MTok input on 1/2 suites" in out
@@ -194,10 +244,13 @@ def test_rehearsal_matrix_and_routes(pytester, monkeypatch, args):
     document = json.loads((pytester.path / "out" / "results.json").read_text())
     decisions = _decisions(document)
     assert decisions["cells"] == [
-        ("a", "distilled", 1.0, "best", None), ("a", "z-cheap", 0.0, "loss", pytest.approx(0.0078125)),
+        ("a", "distilled", 1.0, "best", None),
+        ("a", "z-cheap", 0.0, "loss", pytest.approx(0.0078125)),
         ("a", "a-pricey", 0.875, "tie", 1.0),
-        ("b", "distilled", 0.0, "loss", pytest.approx(0.0078125)), ("b", "z-cheap", 1.0, "best", None),
-        ("b", "a-pricey", 1.0, "tie", 1.0)]
+        ("b", "distilled", 0.0, "loss", pytest.approx(0.0078125)),
+        ("b", "z-cheap", 1.0, "best", None),
+        ("b", "a-pricey", 1.0, "tie", 1.0),
+    ]
     assert decisions["ranks"][1] == [("z-cheap", 1), ("a-pricey", 2), ("distilled", 3)]
     assert decisions["routes"] == ["distilled", "z-cheap"]
     assert decisions["served"] == [("a", "distilled", 0.5), ("b", "z-cheap", 0.5)]
@@ -209,8 +262,10 @@ def test_rehearsal_matrix_and_routes(pytester, monkeypatch, args):
     assert "sk-fake" not in out + summary + page
 
 
-@pytest.mark.parametrize("mix, message", [("a=x", "'a=x' is not SUITE=WEIGHT"), ("a=1,a=2", "names a twice"),
-                                          ("a=-1", "'a=-1' is not SUITE=WEIGHT")])
+@pytest.mark.parametrize(
+    ("mix", "message"),
+    [("a=x", "'a=x' is not SUITE=WEIGHT"), ("a=1,a=2", "names a twice"), ("a=-1", "'a=-1' is not SUITE=WEIGHT")],
+)
 def test_bad_traffic_mix_is_one_line(pytester, mix, message):
     write_suite(pytester.path / "suites" / "a", rows=ROWS[:2])
     result = pytester.runpytest("suites", "-p", "no:cacheprovider", f"--distill-traffic-mix={mix}")

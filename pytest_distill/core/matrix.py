@@ -64,8 +64,10 @@ class Headline:
 
     @property
     def text(self) -> str:
-        return (f"{self.model} matches or beats the best frontier model under "
-                f"${FRONTIER_MAX_INPUT_PRICE:g}/MTok input on {len(self.matched)}/{len(self.compared)} suites")
+        return (
+            f"{self.model} matches or beats the best frontier model under "
+            f"${FRONTIER_MAX_INPUT_PRICE:g}/MTok input on {len(self.matched)}/{len(self.compared)} suites"
+        )
 
 
 @dataclass(frozen=True)
@@ -97,9 +99,14 @@ def is_frontier(entry: Priced | None) -> bool:
     return entry is not None and not entry.self_hosted and entry.price_input is not None
 
 
-def build_matrix(summaries: Sequence[Summary], records: Iterable[Record], comparisons: Sequence[SuiteComparison],
-                 per_million: Mapping[tuple[str, str], float | None], entries: Mapping[str, Priced],
-                 models: Sequence[str] = ()) -> Matrix | None:
+def build_matrix(
+    summaries: Sequence[Summary],
+    records: Iterable[Record],
+    comparisons: Sequence[SuiteComparison],
+    per_million: Mapping[tuple[str, str], float | None],
+    entries: Mapping[str, Priced],
+    models: Sequence[str] = (),
+) -> Matrix | None:
     """The matrix, or None unless the run has more than one suite and more than one model.
     `models`: the column order wanted (e.g. as given on the command line); models not in it
     follow by name."""
@@ -129,23 +136,50 @@ def build_matrix(summaries: Sequence[Summary], records: Iterable[Record], compar
                 status = BEST
             else:
                 status = LOSS if ranked.significant else TIE
-            cells.append(Cell(suite=suite, model=model, rate=rate,
-                              std=s.rep_std if s.repetitions > 1 else None, repetitions=s.repetitions,
-                              per_million=per_million.get((suite, model)), status=status,
-                              p_value=None if ranked is None else ranked.p_value))
-    tallies = tuple(Tally(model=m, wins=sum(c.model == m and c.status == BEST for c in cells),
-                          ties=sum(c.model == m and c.status == TIE for c in cells),
-                          losses=sum(c.model == m and c.status == LOSS for c in cells)) for m in columns)
+            cells.append(
+                Cell(
+                    suite=suite,
+                    model=model,
+                    rate=rate,
+                    std=s.rep_std if s.repetitions > 1 else None,
+                    repetitions=s.repetitions,
+                    per_million=per_million.get((suite, model)),
+                    status=status,
+                    p_value=None if ranked is None else ranked.p_value,
+                )
+            )
+    tallies = tuple(
+        Tally(
+            model=m,
+            wins=sum(c.model == m and c.status == BEST for c in cells),
+            ties=sum(c.model == m and c.status == TIE for c in cells),
+            losses=sum(c.model == m and c.status == LOSS for c in cells),
+        )
+        for m in columns
+    )
     headlines = _headlines(suites, columns, by_key, compared, outcomes, entries, alpha)
-    return Matrix(suites=tuple(suites), models=tuple(columns), cells=tuple(cells), tallies=tallies,
-                  headlines=headlines, alpha=alpha)
+    return Matrix(
+        suites=tuple(suites),
+        models=tuple(columns),
+        cells=tuple(cells),
+        tallies=tallies,
+        headlines=headlines,
+        alpha=alpha,
+    )
 
 
-def _headlines(suites: list[str], columns: list[str], by_key: Mapping[tuple[str, str], Summary],
-               compared: Mapping[str, SuiteComparison], outcomes: Mapping[tuple[str, str], list[Record]],
-               entries: Mapping[str, Priced], alpha: float) -> tuple[Headline, ...]:
-    capped = [m for m in columns if is_frontier(entries.get(m))
-              and (entries[m].price_input or 0.0) < FRONTIER_MAX_INPUT_PRICE]
+def _headlines(
+    suites: list[str],
+    columns: list[str],
+    by_key: Mapping[tuple[str, str], Summary],
+    compared: Mapping[str, SuiteComparison],
+    outcomes: Mapping[tuple[str, str], list[Record]],
+    entries: Mapping[str, Priced],
+    alpha: float,
+) -> tuple[Headline, ...]:
+    capped = [
+        m for m in columns if is_frontier(entries.get(m)) and (entries[m].price_input or 0.0) < FRONTIER_MAX_INPUT_PRICE
+    ]
     subjects = [m for m in columns if not is_frontier(entries.get(m))]
     best_capped: dict[str, str] = {}
     for suite in suites:
@@ -165,12 +199,15 @@ def _headlines(suites: list[str], columns: list[str], by_key: Mapping[tuple[str,
                 continue
             seen.append(suite)
             against.append((suite, frontier))
-            *_, p = paired_test(example_outcomes(outcomes[(suite, frontier)]), example_outcomes(outcomes[(suite, model)]))
+            *_, p = paired_test(
+                example_outcomes(outcomes[(suite, frontier)]), example_outcomes(outcomes[(suite, model)])
+            )
             if rate >= theirs or p >= alpha:
                 matched.append(suite)
         if seen:
-            headlines.append(Headline(model=model, matched=tuple(matched), compared=tuple(seen),
-                                      against=tuple(against)))
+            headlines.append(
+                Headline(model=model, matched=tuple(matched), compared=tuple(seen), against=tuple(against))
+            )
     # The most suites matched first; then the most compared; then the column order.
     order = {m: i for i, m in enumerate(columns)}
     headlines.sort(key=lambda h: (-len(h.matched), -len(h.compared), order[h.model]))

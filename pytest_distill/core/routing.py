@@ -70,8 +70,9 @@ def shares(suites: Sequence[str], mix: Mapping[str, float] | None) -> tuple[dict
     return {s: mix.get(s, 0.0) / total for s in suites}, notes
 
 
-def _blend(serving: Mapping[str, str], share: Mapping[str, float],
-           per_million: Mapping[tuple[str, str], float | None]) -> float | None:
+def _blend(
+    serving: Mapping[str, str], share: Mapping[str, float], per_million: Mapping[tuple[str, str], float | None]
+) -> float | None:
     total = 0.0
     for suite, model in serving.items():
         if share[suite] == 0:
@@ -83,10 +84,14 @@ def _blend(serving: Mapping[str, str], share: Mapping[str, float],
     return total
 
 
-def plan_routing(summaries: Sequence[Summary], comparisons: Sequence[SuiteComparison],
-                 per_million: Mapping[tuple[str, str], float | None], entries: Mapping[str, Priced],
-                 tie_keys: Mapping[str, tuple[Any, ...]] | None = None,
-                 mix: Mapping[str, float] | None = None) -> Routing | None:
+def plan_routing(
+    summaries: Sequence[Summary],
+    comparisons: Sequence[SuiteComparison],
+    per_million: Mapping[tuple[str, str], float | None],
+    entries: Mapping[str, Priced],
+    tie_keys: Mapping[str, tuple[Any, ...]] | None = None,
+    mix: Mapping[str, float] | None = None,
+) -> Routing | None:
     """The routing table of a run; None for a run of fewer than two suites (its suite's route says it)."""
     suites = sorted({s.suite for s in summaries})
     if len(suites) < 2:
@@ -105,13 +110,21 @@ def plan_routing(summaries: Sequence[Summary], comparisons: Sequence[SuiteCompar
             model, delta = comparison.route.model, comparison.route.delta_pp
         else:
             model, delta = comparison.best, 0.0
-            notes.append(f"{suite}: no cost known within {comparison.tolerance_pp:g} pp of the best: "
-                         "served by the best")
+            notes.append(
+                f"{suite}: no cost known within {comparison.tolerance_pp:g} pp of the best: served by the best"
+            )
         serving[suite] = model
         rate = gated_rate(by_key[(suite, model)])
-        rows.append(Served(suite=suite, model=model, share=share[suite], rate=rate,
-                           delta_pp=delta if rate is not None else None,
-                           per_million=per_million.get((suite, model))))
+        rows.append(
+            Served(
+                suite=suite,
+                model=model,
+                share=share[suite],
+                rate=rate,
+                delta_pp=delta if rate is not None else None,
+                per_million=per_million.get((suite, model)),
+            )
+        )
     blended = _blend(serving, share, per_million)
     served = [s for s in suites if share[s] > 0]
     candidates = []
@@ -123,11 +136,18 @@ def plan_routing(summaries: Sequence[Summary], comparisons: Sequence[SuiteCompar
             mean = sum(r or 0.0 for r in rates) / len(rates)
             candidates.append((-mean, keys.get(model, ()), model))
     frontier = min(candidates)[2] if candidates else None
-    frontier_cost = None if frontier is None else _blend({s: frontier for s in suites}, share, per_million)
+    frontier_cost = None if frontier is None else _blend(dict.fromkeys(suites, frontier), share, per_million)
     if frontier is None:
         notes.append("no API-priced model ran every served suite: no saving against a frontier model")
     saving = None
     if blended is not None and frontier_cost:
         saving = 1 - blended / frontier_cost
-    return Routing(rows=tuple(rows), mix_given=bool(mix), blended_per_million=blended, frontier_model=frontier,
-                   frontier_per_million=frontier_cost, saving=saving, notes=tuple(notes))
+    return Routing(
+        rows=tuple(rows),
+        mix_given=bool(mix),
+        blended_per_million=blended,
+        frontier_model=frontier,
+        frontier_per_million=frontier_cost,
+        saving=saving,
+        notes=tuple(notes),
+    )

@@ -31,15 +31,18 @@ def cell_text(cell: dict[str, Any] | None) -> str:
 
 
 def legend(matrix: dict[str, Any]) -> str:
-    return (f"* best of the row; = not significantly different from the best (exact McNemar on shared examples, "
-            f"alpha {matrix['alpha']:g}); then $ per million requests")
+    return (
+        f"* best of the row; = not significantly different from the best (exact McNemar on shared examples, "
+        f"alpha {matrix['alpha']:g}); then $ per million requests"
+    )
 
 
 def headline_text(matrix: dict[str, Any]) -> str:
     if matrix["headline"]:
         return str(matrix["headline"])
-    return ("headline: none (no API-priced model under $1/MTok input, or no self-hosted model, scored a suite "
-            "in this run)")
+    return (
+        "headline: none (no API-priced model under $1/MTok input, or no self-hosted model, scored a suite in this run)"
+    )
 
 
 def _cells(matrix: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -54,8 +57,7 @@ def matrix_rows(matrix: dict[str, Any]) -> list[list[str]]:
     """Header, one row per suite, then the wins/ties/losses row."""
     cells = _cells(matrix)
     rows = [["suite", *matrix["models"]]]
-    for suite in matrix["suites"]:
-        rows.append([suite, *(cell_text(cells.get((suite, m))) for m in matrix["models"])])
+    rows += [[suite, *(cell_text(cells.get((suite, m))) for m in matrix["models"])] for suite in matrix["suites"]]
     tallies = {t["model"]: t for t in matrix["tallies"]}
     rows.append(["wins/ties/losses", *(tally_text(tallies[m]) for m in matrix["models"])])
     return rows
@@ -66,7 +68,9 @@ def terminal_matrix(matrix: dict[str, Any]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["matrix: pass rate and $ per million requests, suites x models"]
     for index, row in enumerate(rows):
-        lines.append("  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(row)).rstrip())
+        lines.append(
+            "  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(row)).rstrip()
+        )
         if index == 0 or index == len(rows) - 2:
             lines.append("  ".join("-" * w for w in widths))
     lines.append(legend(matrix))
@@ -83,11 +87,11 @@ def _delta(row: dict[str, Any]) -> str:
 
 
 def routing_rows(routing: dict[str, Any]) -> list[list[str]]:
-    rows = [["suite", "served by", "traffic", "pass rate", "vs best", "$/1M req"]]
-    for r in routing["rows"]:
-        rows.append([r["suite"], r["model"], f"{100 * r['share']:.0f}%", percent(r["rate"]), _delta(r),
-                     money(r["per_million"])])
-    return rows
+    head = ["suite", "served by", "traffic", "pass rate", "vs best", "$/1M req"]
+    return [head] + [
+        [r["suite"], r["model"], f"{100 * r['share']:.0f}%", percent(r["rate"]), _delta(r), money(r["per_million"])]
+        for r in routing["rows"]
+    ]
 
 
 def routing_summary(routing: dict[str, Any]) -> list[str]:
@@ -95,10 +99,15 @@ def routing_summary(routing: dict[str, Any]) -> list[str]:
     frontier = routing["frontier_model"]
     if frontier is not None:
         saving = routing["saving"]
-        said = "-" if saving is None else (f"saves {100 * saving:.1f}%" if saving >= 0
-                                            else f"costs {-100 * saving:.1f}% more")
-        lines.append(f"all traffic to the best frontier model ({frontier}): "
-                     f"{money(routing['frontier_per_million'])} per million requests; routing {said}")
+        said = (
+            "-"
+            if saving is None
+            else (f"saves {100 * saving:.1f}%" if saving >= 0 else f"costs {-100 * saving:.1f}% more")
+        )
+        lines.append(
+            f"all traffic to the best frontier model ({frontier}): "
+            f"{money(routing['frontier_per_million'])} per million requests; routing {said}"
+        )
     lines += list(routing["notes"])
     return lines
 
@@ -123,8 +132,10 @@ def _md(text: str) -> str:
 
 def _md_table(rows: list[list[str]], right_from: int) -> list[str]:
     head, *body = rows
-    lines = ["| " + " | ".join(_md(c) for c in head) + " |",
-             "|" + "|".join("---:" if i >= right_from else "---" for i in range(len(head))) + "|"]
+    lines = [
+        "| " + " | ".join(_md(c) for c in head) + " |",
+        "|" + "|".join("---:" if i >= right_from else "---" for i in range(len(head))) + "|",
+    ]
     return lines + ["| " + " | ".join(_md(c) for c in row) + " |" for row in body]
 
 
@@ -139,8 +150,16 @@ def markdown(matrix: dict[str, Any] | None, routing: dict[str, Any] | None) -> l
                 if cell is not None and cell["status"] == "best":
                     row[i] = f"**{row[i]}**"
         rows[-1][0] = "**wins/ties/losses**"
-        lines += ["", "**Matrix** (pass rate and $ per million requests)", "", *_md_table(rows, 1), "",
-                  legend(matrix), "", f"**{headline_text(matrix)}**"]
+        lines += [
+            "",
+            "**Matrix** (pass rate and $ per million requests)",
+            "",
+            *_md_table(rows, 1),
+            "",
+            legend(matrix),
+            "",
+            f"**{headline_text(matrix)}**",
+        ]
     if routing:
         lines += ["", f"**Routing** ({_share(routing)})", "", *_md_table(routing_rows(routing), 2), ""]
         lines += [f"- {line}" for line in routing_summary(routing)]
@@ -174,14 +193,20 @@ def html_matrix(matrix: dict[str, Any]) -> str:
                 out.append('<td class="num">n/a</td>')
                 continue
             tip = f"{model} on {suite}: {cell['status']}" + (
-                "" if cell["p_value"] is None else f", exact McNemar p={cell['p_value']:.3g} vs the best")
-            out.append(f'<td class="num cell {cell["status"]}" data-model="{_e(model)}" '
-                       f'style="background:{rate_colour(cell["rate"])}" title="{_e(tip)}">'
-                       f'{_e(cell_text(cell))}</td>')
+                "" if cell["p_value"] is None else f", exact McNemar p={cell['p_value']:.3g} vs the best"
+            )
+            out.append(
+                f'<td class="num cell {cell["status"]}" data-model="{_e(model)}" '
+                f'style="background:{rate_colour(cell["rate"])}" title="{_e(tip)}">'
+                f"{_e(cell_text(cell))}</td>"
+            )
         out.append("</tr>")
     tallies = {t["model"]: t for t in matrix["tallies"]}
-    out.append("<tr class=\"tally\"><th>wins/ties/losses</th>"
-               + "".join(f'<th class="num">{tally_text(tallies[m])}</th>' for m in matrix["models"]) + "</tr>")
+    out.append(
+        '<tr class="tally"><th>wins/ties/losses</th>'
+        + "".join(f'<th class="num">{tally_text(tallies[m])}</th>' for m in matrix["models"])
+        + "</tr>"
+    )
     out.append("</tbody></table>")
     out.append(f'<p class="note">{_e(legend(matrix))}</p><p class="headline">{_e(headline_text(matrix))}</p>')
     return "".join(out)
@@ -189,12 +214,14 @@ def html_matrix(matrix: dict[str, Any]) -> str:
 
 def html_routing(routing: dict[str, Any]) -> str:
     rows = routing_rows(routing)
-    out = ["<table class=\"routing\"><thead><tr>"
-           + "".join(f'<th class="{"num" if i >= 2 else ""}">{_e(h)}</th>' for i, h in enumerate(rows[0]))
-           + "</tr></thead><tbody>"]
-    for row in rows[1:]:
-        out.append("<tr>" + "".join(f'<td class="{"num" if i >= 2 else ""}">{_e(c)}</td>' for i, c in enumerate(row))
-                   + "</tr>")
-    out.append("</tbody></table><ul>" + "".join(f"<li>{_e(line)}</li>" for line in routing_summary(routing))
-               + "</ul>")
+    out = [
+        '<table class="routing"><thead><tr>'
+        + "".join(f'<th class="{"num" if i >= 2 else ""}">{_e(h)}</th>' for i, h in enumerate(rows[0]))
+        + "</tr></thead><tbody>"
+    ]
+    out += [
+        "<tr>" + "".join(f'<td class="{"num" if i >= 2 else ""}">{_e(c)}</td>' for i, c in enumerate(row)) + "</tr>"
+        for row in rows[1:]
+    ]
+    out.append("</tbody></table><ul>" + "".join(f"<li>{_e(line)}</li>" for line in routing_summary(routing)) + "</ul>")
     return "".join(out)
