@@ -122,3 +122,95 @@ def test_serving_curves_and_break_even_chart_render_in_chromium(pytester, driver
     assert shown("svg.chart.volume polyline.cost-line") == 2
     assert shown("svg.chart.volume circle.break-even") <= 1
     assert "cheaper than" in driver.find_element("css selector", "section.volume").text
+def png_colours(png: bytes) -> set[bytes]:
+    """The distinct pixel values of an 8-bit, non-interlaced RGB(A) PNG (what Chromium's
+    screenshots are), decoded here so the test needs no imaging library."""
+    import struct
+    import zlib
+
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, data, header = 8, b"", b""
+    while pos < len(png):
+        length, kind = struct.unpack(">I4s", png[pos:pos + 8])
+        chunk = png[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            header = chunk
+        elif kind == b"IDAT":
+            data += chunk
+        pos += 12 + length
+    width, height, depth, colour_type, _, _, interlace = struct.unpack(">IIBBBBB", header)
+    assert depth == 8 and colour_type in (2, 6) and interlace == 0
+    bpp = 3 if colour_type == 2 else 4
+    raw, stride, previous, colours = zlib.decompress(data), width * bpp, bytearray(width * bpp), set()
+    for y in range(height):
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            left = line[i - bpp] if i >= bpp else 0
+            up, corner = previous[i], previous[i - bpp] if i >= bpp else 0
+            if kind == 1:
+                line[i] = (line[i] + left) & 255
+            elif kind == 2:
+                line[i] = (line[i] + up) & 255
+            elif kind == 3:
+                line[i] = (line[i] + (left + up) // 2) & 255
+            elif kind == 4:
+                p = left + up - corner
+                pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
+                line[i] = (line[i] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)) & 255
+        colours.update(bytes(line[i:i + bpp]) for i in range(0, stride, bpp))
+        previous = line
+    return colours
+
+
+def test_matrix_and_cost_scatter_render_in_chromium(pytester, driver, monkeypatch):
+    """A run of two suites x three models: the matrix table coloured by pass rate, and per
+    suite the accuracy-vs-cost scatter on a log axis, Pareto front drawn, every point labelled."""
+    from test_matrix import ROWS, _project
+
+    monkeypatch.setenv("FAKE_API_KEY", "sk-fake")
+    with FakeChatServer(ROWS) as server:
+        _project(pytester, server)
+        result = pytester.runpytest("suites", "-p", "no:cacheprovider", "--model=distilled", "--model=z-cheap",
+                                    "--model=a-pricey", "--distill-report=out")
+    assert result.ret == 1  # misses, no gate
+    driver.get((pytester.path / "out" / "report.html").as_uri())
+    assert [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")] == []
+    js = driver.execute_script
+    assert js("return performance.getEntriesByType('resource').length") == 0  # fetched nothing
+
+    for suite in ("a", "b"):
+        chart = driver.find_element("css selector", f"svg.chart.cost[data-suite='{suite}']")
+        assert chart.is_displayed() and chart.size["width"] > 100 and chart.size["height"] > 100
+        labels = [t.text for t in chart.find_elements("css selector", "g[data-model] text")]
+        assert sorted(labels) == ["a-pricey", "distilled", "z-cheap"]  # every point labelled
+        assert "(log scale)" in chart.text
+        # Not blank: the chart's own pixels hold more than its background colour.
+        assert len(png_colours(chart.screenshot_as_png)) > 1
+    # The front drawn is the Pareto front of the run's figures (the self-hosted model's cost is
+    # measured, so which points are on it depends on this machine's speed).
+    import json
+
+    from pytest_distill.report.html import pareto_front
+
+    document = json.loads((pytester.path / "out" / "results.json").read_text())
+    for suite in ("a", "b"):
+        points = [(s["model"], s["cost"]["per_million"], s["pass_rate"]) for s in document["summaries"]
+                  if s["suite"] == suite]
+        drawn = js("return Array.from(document.querySelectorAll(arguments[0]))"
+                   ".map(c => c.parentNode.getAttribute('data-model')).sort()",
+                   f"svg.chart.cost[data-suite='{suite}'] circle.pareto")
+        assert drawn == sorted(pareto_front(points)) and drawn
+    table = driver.find_element("css selector", "table.matrix")
+    assert table.is_displayed()
+    colour = {(cell.find_element("xpath", "..").find_element("css selector", "td").text,
+               cell.get_attribute("data-model")): cell.value_of_css_property("background-color")
+              for cell in table.find_elements("css selector", "td.cell")}
+    assert len(colour) == 6
+    assert colour[("a", "distilled")] == colour[("b", "z-cheap")]  # both 100%
+    assert colour[("a", "distilled")] != colour[("a", "z-cheap")]  # 100% vs 0%
+    best = [c.get_attribute("data-model") for c in table.find_elements("css selector", "td.cell.best")]
+    assert best == ["distilled", "z-cheap"]
+    assert table.find_element("css selector", "tr.tally").text.split()[-3:] == ["1/0/1", "1/0/1", "0/2/0"]
+    assert "distilled matches or beats the best frontier model" in driver.find_element("css selector",
+                                                                                         "p.headline").text
+    assert driver.find_element("css selector", "table.routing").is_displayed()

@@ -14,7 +14,9 @@ from pytest_distill.core.baseline import BaselineDelta
 from pytest_distill.core.compare import SuiteComparison
 from pytest_distill.core.cost import Cost, VolumeReport
 from pytest_distill.core.gates import Gate, GateResult
+from pytest_distill.core.matrix import Matrix
 from pytest_distill.core.records import INTERNAL, SKIP, Record, Summary
+from pytest_distill.core.routing import Routing
 from pytest_distill.core.serving import ServingMeasurement
 from pytest_distill.core.variants import VariantComparison
 
@@ -73,6 +75,8 @@ class RunResult:
     priced_with: Mapping[str, ServingMeasurement] = field(default_factory=dict)  # model -> the rate that priced it
     volume: VolumeReport | None = None  # monthly cost at traffic levels, break-even volumes
     variants: tuple[VariantComparison, ...] = field(default=())  # same weights, other serving settings
+    matrix: Matrix | None = None  # more than one suite and more than one model
+    routing: Routing | None = None  # the run's overall routing table
 
     def cost(self, suite: str, model: str) -> Cost:
         return self.costs.get((suite, model)) or Cost(None, "-")

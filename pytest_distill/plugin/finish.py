@@ -13,10 +13,20 @@ import pytest
 
 from pytest_distill.bench.load import fingerprint_id, saved_rate
 from pytest_distill.core.compare import DEFAULT_ALPHA
-from pytest_distill.core.cost import BenchRate, cost_notes, gpu_hourly, hardware_label, volume_models, volume_report
+from pytest_distill.core.cost import (
+    BenchRate,
+    cost_notes,
+    gpu_hourly,
+    hardware_label,
+    tie_key,
+    volume_models,
+    volume_report,
+)
 from pytest_distill.core.decide import PytestOutcome, decide
+from pytest_distill.core.matrix import build_matrix
 from pytest_distill.core.records import Record
 from pytest_distill.core.result import BaselineRun, RunInfo, RunResult, SuiteGate
+from pytest_distill.core.routing import plan_routing
 from pytest_distill.core.serving import ServingMeasurement
 from pytest_distill.core.variants import VariantComparison, compare_variants, variant_pairs
 from pytest_distill.models.registry import ModelEntry, provider_class
@@ -73,6 +83,10 @@ def finish(state: RunState, session: pytest.Session) -> RunResult:
         duration_s=max(0.0, time.time() - state.started_at),
         definition=run_definition(state.config, options), shard=shard_info(options.shard, outcome),
     )
+    per_million = {k: c.per_million for k, c in decision.costs.items()}
+    tie_keys = {name: tie_key(entry, name) for name, entry in state.entries.items()}
+    matrix = build_matrix(summaries, records, comparisons, per_million, state.entries, run_models)
+    routing = plan_routing(summaries, comparisons, per_million, state.entries, tie_keys, dict(options.traffic_mix))
     return RunResult(
         run=run, records=tuple(records), summaries=summaries, costs=decision.costs, gates=decision.gates,
         suites=suites, comparisons=comparisons, baseline=baseline,
@@ -85,6 +99,7 @@ def finish(state: RunState, session: pytest.Session) -> RunResult:
         volume=volume_report(volume_models(records, state.entries,
                                            {k: v for k, v in bench_rates.items() if isinstance(v, ServingMeasurement)}),
                              options.traffic, options.peak_factor) if summaries or state.serving else None,
+        matrix=matrix, routing=routing,
     )
 
 

@@ -96,6 +96,9 @@ def add_options(parser: pytest.Parser) -> None:
                          "default 10k, 100k, 1M and 10M requests/day")
     group.addoption("--distill-peak-factor", type=float, default=None, dest="distill_peak_factor", metavar="F",
                     help="peak over mean request rate that self-hosted capacity must carry (default 1: flat traffic)")
+    group.addoption("--distill-traffic-mix", dest="distill_traffic_mix", metavar="SUITE=WEIGHT,...",
+                    help="the overall routing table's traffic mix, e.g. banking77=3,trec=1 (default: equal "
+                         "traffic per suite; suites left out get none)")
     parser.addini("distill_models_file", "project models file (default: models.toml at the rootdir)")
     parser.addini("distill_cache", "response cache directory (as --distill-cache)")
     parser.addini("distill_cache_mode", "response cache mode (as --distill-cache-mode)")
@@ -139,6 +142,7 @@ class RunOptions:
     serving_path: str | None = None  # --distill-serving, as given
     traffic: tuple[float, ...] = DEFAULT_TRAFFIC  # requests per day
     peak_factor: float = DEFAULT_PEAK_FACTOR
+    traffic_mix: tuple[tuple[str, float], ...] = ()  # --distill-traffic-mix; empty: equal traffic
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> RunOptions:
@@ -168,6 +172,7 @@ class RunOptions:
             serving_path=get("distill_serving"),
             traffic=_traffic(config),
             peak_factor=_peak_factor(config),
+            traffic_mix=parse_traffic_mix(get("distill_traffic_mix")),
         )
         options.check()
         if not xdist.is_worker(config):
@@ -193,6 +198,26 @@ class RunOptions:
     @property
     def serving_file(self) -> Path | None:
         return None if self.serving_path is None else self.invocation_dir / self.serving_path
+
+
+def parse_traffic_mix(text: str | None) -> tuple[tuple[str, float], ...]:
+    """'banking77=3,trec=1' -> (("banking77", 3.0), ("trec", 1.0)); ConfigError naming the bad part."""
+    if not text:
+        return ()
+    mix: dict[str, float] = {}
+    for part in text.split(","):
+        name, eq, weight = part.strip().partition("=")
+        try:
+            value = float(weight)
+        except ValueError:
+            value = -1.0
+        if not eq or not name.strip() or not value >= 0 or value == float("inf"):
+            raise ConfigError(f"--distill-traffic-mix: {part.strip()!r} is not SUITE=WEIGHT with a weight >= 0 "
+                              "(e.g. banking77=3,trec=1)")
+        if name.strip() in mix:
+            raise ConfigError(f"--distill-traffic-mix names {name.strip()} twice")
+        mix[name.strip()] = value
+    return tuple(mix.items())
 
 
 def _models_file(config: pytest.Config) -> Path | None:

@@ -18,6 +18,7 @@ from pytest_distill.core.compare import SuiteComparison
 from pytest_distill.report import serving
 from pytest_distill.report.comparison_text import route_text, significance_text
 from pytest_distill.report.fmt import money, ms, percent
+from pytest_distill.report.matrix_view import html_matrix, html_routing
 
 HERE = Path(__file__).parent
 MAX_TABLE_ROWS = 2000  # misses / errors shown; the rest stay in results.json
@@ -119,7 +120,7 @@ def cost_chart(suite: str, rows: list[dict[str, Any]]) -> tuple[str, list[str]]:
     width, height = left + plot_w + right, top + plot_h + bottom
     costs = [p[1] for p in points]
     positive = [c for c in costs if c > 0]
-    log = len(positive) == len(costs) and max(costs) / min(costs) > 20
+    log = len(positive) == len(costs)  # costs span orders of magnitude; linear only when one is $0
     if log:
         lo_exp, hi_exp = math.floor(math.log10(min(costs))), math.ceil(math.log10(max(costs)))
         hi_exp = max(hi_exp, lo_exp + 1)
@@ -322,6 +323,10 @@ def render(document: dict[str, Any]) -> str:
     if gates:
         body.append(f"<p>Gates: {len(gates) - len(failed_gates)} passed, {len(failed_gates)} failed.</p>")
     body.append("<h2>Summary</h2>" + _summary_table(summaries))
+    if document.get("matrix"):
+        body.append('<h2>Matrix</h2><section id="matrix">' + html_matrix(document["matrix"]) + "</section>")
+    if document.get("routing"):
+        body.append('<h2>Routing</h2><section id="routing">' + html_routing(document["routing"]) + "</section>")
     if document.get("baseline"):
         body.append("<h2>Against the baseline</h2>" + _baseline(document["baseline"]))
     for suite, rows in sorted(by_suite.items()):

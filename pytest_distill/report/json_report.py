@@ -83,7 +83,8 @@ def build_document(*, created_at: str, run: dict[str, Any], models: dict[str, di
                    judge_warning: dict[str, Any] | None = None,
                    bench: list[dict[str, Any]] | None = None, volume: dict[str, Any] | None = None,
                    priced_with: list[dict[str, Any]] | None = None,
-                   variants: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                   variants: list[dict[str, Any]] | None = None,
+                   matrix: dict[str, Any] | None = None, routing: dict[str, Any] | None = None) -> dict[str, Any]:
     """Assemble the document. Records are sorted so that serial and -n N runs write the same file
     (up to timings)."""
     ordered = sorted(records, key=lambda r: (r["suite"], r["model"], r["example_id"], r["repetition"]))
@@ -100,6 +101,8 @@ def build_document(*, created_at: str, run: dict[str, Any], models: dict[str, di
         "comparisons": comparisons,
         "baseline": baseline,
         "judge_warning": judge_warning,  # an offline/smoke judge decided verdicts (report/generation.py)
+        "matrix": matrix,
+        "routing": routing,
         "records": ordered,
     }
     if bench:  # serving measurements made in this run (--distill-bench): --distill-serving reads them
@@ -140,4 +143,6 @@ def document(result: RunResult, created_at: str | None = None) -> dict[str, Any]
         priced_with=[m.to_dict() for m in result.priced_with.values() if m.source != "this run"],
         volume=None if result.volume is None else result.volume.to_dict(),
         variants=[v.to_dict() for v in result.variants],
+        matrix=None if result.matrix is None else result.matrix.to_dict(),
+        routing=None if result.routing is None else result.routing.to_dict(),
     )

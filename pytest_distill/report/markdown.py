@@ -8,6 +8,7 @@ from pytest_distill.core.compare import SuiteComparison
 from pytest_distill.report import serving
 from pytest_distill.report.comparison_text import route_text
 from pytest_distill.report.fmt import money, ms, percent
+from pytest_distill.report.matrix_view import markdown as matrix_markdown
 
 MAX_LISTED = 20  # newly failing examples named per suite x model
 
@@ -59,6 +60,7 @@ def render(document: dict[str, Any]) -> str:
                 for r in c["ranking"])
             lines.append(f"- **{c['suite']}**: {ranking}")
             lines.append(f"  - {_route(c)}")
+    lines += matrix_markdown(document.get("matrix"), document.get("routing"))
     baseline = document.get("baseline")
     if baseline:
         lines += ["", f"**Against the baseline** `{baseline['path']}`", ""]

@@ -9,6 +9,7 @@ from pytest_distill.core.result import RunResult
 from pytest_distill.report.comparison_text import format_comparison, format_delta
 from pytest_distill.report.fmt import count, money, ms, percent
 from pytest_distill.report.generation import generation_lines
+from pytest_distill.report.matrix_view import terminal_matrix, terminal_routing
 
 
 def summary_rows(summaries: Iterable[Summary], extra: dict[tuple[str, str], dict[str, str]] | None = None
@@ -82,6 +83,10 @@ def render(result: RunResult) -> list[str]:
     lines += [f"gate {'passed' if g.passed else 'FAILED'}: {g.suite} x {g.model}: {g.reason}" for g in result.gates]
     for comparison in result.comparisons:
         lines += format_comparison(comparison)
+    if result.matrix is not None:
+        lines += terminal_matrix(result.matrix.to_dict())
+    if result.routing is not None:
+        lines += terminal_routing(result.routing.to_dict())
     if result.baseline is not None:
         lines += [format_delta(d) for d in result.baseline.deltas]
     if result.skipped:
