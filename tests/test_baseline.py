@@ -24,8 +24,15 @@ def server():
 
 
 def rec(example: int, outcome: str, model: str = "m", expected: str = "x", repetition: int = 1) -> Record:
-    return Record(suite="s", suite_path="suites/s", model=model, example_id=f"{example:04d}", repetition=repetition,
-                  outcome=outcome, expected=expected)
+    return Record(
+        suite="s",
+        suite_path="suites/s",
+        model=model,
+        example_id=f"{example:04d}",
+        repetition=repetition,
+        outcome=outcome,
+        expected=expected,
+    )
 
 
 def test_deltas_and_newly_failing_examples():
@@ -55,13 +62,16 @@ def test_errors_are_not_newly_failing():
     assert delta.newly_failing == [] and delta.rate == 1.0 and delta.baseline_rate == 1.0
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (None, "cannot read"),
-    ("{not json", "not JSON"),
-    ('{"hello": 1}', "not a pytest-distill results.json"),
-    ('{"schema": "pytest-distill/results", "schema_version": 99}', "schema version 99"),
-    ('{"schema": "pytest-distill/results", "schema_version": 1}', "schema violation"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read"),
+        ("{not json", "not JSON"),
+        ('{"hello": 1}', "not a pytest-distill results.json"),
+        ('{"schema": "pytest-distill/results", "schema_version": 99}', "schema version 99"),
+        ('{"schema": "pytest-distill/results", "schema_version": 1}', "schema violation"),
+    ],
+)
 def test_bad_baseline_files(tmp_path, content, message):
     path = tmp_path / "results.json"
     if content is not None:
@@ -83,33 +93,44 @@ def make_baseline(pytester, server, settings=None):
 
 def test_baseline_deltas_and_newly_failing_in_the_summary(pytester, server):
     make_baseline(pytester, server)
-    result = pytester.runpytest("suites", "-p", "no:cacheprovider", "--model=m", "--distill-baseline=base/results.json",
-                                "--distill-report=out")
+    result = pytester.runpytest(
+        "suites", "-p", "no:cacheprovider", "--model=m", "--distill-baseline=base/results.json", "--distill-report=out"
+    )
     assert result.ret == 1  # no gate: the misses fail the run, as always
-    result.stdout.fnmatch_lines(["baseline: topics x m: 100.0% -> 80.0% (-20.0 pp on 10 shared examples, p=0.5); "
-                                 "2 newly failing: 0002, 0004"])
+    result.stdout.fnmatch_lines(
+        ["baseline: topics x m: 100.0% -> 80.0% (-20.0 pp on 10 shared examples, p=0.5); 2 newly failing: 0002, 0004"]
+    )
     doc = json.loads((pytester.path / "out" / "results.json").read_text())
     assert doc["baseline"]["path"] == "base/results.json"
     assert doc["baseline"]["deltas"][0]["newly_failing"] == ["0002", "0004"]
-    assert "| topics | m | 10 | 100.0% | 80.0% | -20.0 pp | 2: 0002, 0004 |" in (pytester.path / "out" / "summary.md").read_text()
+    assert (
+        "| topics | m | 10 | 100.0% | 80.0% | -20.0 pp | 2: 0002, 0004 |"
+        in (pytester.path / "out" / "summary.md").read_text()
+    )
 
 
 @pytest.mark.parametrize("xdist", [SERIAL, XDIST])
 def test_regression_gate_from_distill_toml(pytester, server, xdist):
     make_baseline(pytester, server, settings="[gate]\nmin_pass_rate = 0.7\nmax_regression = 10\n")
-    result = pytester.runpytest("suites", "-p", "no:cacheprovider", "--model=m", "--distill-baseline=base/results.json",
-                                *xdist)
+    result = pytester.runpytest(
+        "suites", "-p", "no:cacheprovider", "--model=m", "--distill-baseline=base/results.json", *xdist
+    )
     assert result.ret == 1
     result.stdout.fnmatch_lines(["gate FAILED: topics x m: regression +20.0 pp vs baseline > 10 pp"])
 
 
 def test_regression_gate_cli_override(pytester, server):
     make_baseline(pytester, server, settings="[gate]\nmin_pass_rate = 0.7\nmax_regression = 10\n")
-    result = pytester.runpytest("suites", "-p", "no:cacheprovider", "--model=m", "--distill-baseline=base/results.json",
-                                "--max-regression=20")
+    result = pytester.runpytest(
+        "suites", "-p", "no:cacheprovider", "--model=m", "--distill-baseline=base/results.json", "--max-regression=20"
+    )
     assert result.ret == 0, result.stdout.str()
-    result.stdout.fnmatch_lines(["gate passed: topics x m: pass rate 80.0% >= 70.0%; error rate 0.0% <= 0.0%; "
-                                 "regression +20.0 pp vs baseline <= 20 pp"])
+    result.stdout.fnmatch_lines(
+        [
+            "gate passed: topics x m: pass rate 80.0% >= 70.0%; error rate 0.0% <= 0.0%; "
+            "regression +20.0 pp vs baseline <= 20 pp"
+        ]
+    )
 
 
 def test_regression_gate_alone_is_a_gate(pytester, server):
@@ -117,7 +138,9 @@ def test_regression_gate_alone_is_a_gate(pytester, server):
     args = ["suites", "-p", "no:cacheprovider", "--model=m", "--distill-baseline=base/results.json"]
     assert pytester.runpytest(*args, "--max-regression=25").ret == 0  # misses within the regression gate
     assert pytester.runpytest(*args, "--max-regression=15").ret == 1
-    assert pytester.runpytest("suites", "-p", "no:cacheprovider", "--model=m", "--max-regression=25").ret == 1  # no baseline: no gate
+    assert (
+        pytester.runpytest("suites", "-p", "no:cacheprovider", "--model=m", "--max-regression=25").ret == 1
+    )  # no baseline: no gate
 
 
 def test_a_bad_baseline_stops_the_run_before_any_request(pytester, server):

@@ -32,12 +32,15 @@ def test_readwrite_round_trip(tmp_path):
     assert again._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-@pytest.mark.parametrize(("mode", "serves", "stores", "replay"), [
-    ("readwrite", True, True, False),
-    ("read", True, False, False),
-    ("write", False, True, False),
-    ("replay", True, False, True),
-])
+@pytest.mark.parametrize(
+    ("mode", "serves", "stores", "replay"),
+    [
+        ("readwrite", True, True, False),
+        ("read", True, False, False),
+        ("write", False, True, False),
+        ("replay", True, False, True),
+    ],
+)
 def test_modes(tmp_path, mode, serves, stores, replay):
     SqliteCache(tmp_path, "readwrite").put("old", ANSWER)
     cache = SqliteCache(tmp_path, mode)
@@ -63,8 +66,10 @@ def test_a_damaged_entry_is_a_miss_never_an_answer(tmp_path):
     cache.put("j", ANSWER)
     with sqlite3.connect(tmp_path / FILE_NAME) as conn:
         conn.execute("UPDATE responses SET value = replace(value, 'card_arrival', 'lost_card') WHERE key = 'k'")
-        conn.execute("UPDATE responses SET value = '{\"not\": 1}', sha256 = ? WHERE key = 'j'",
-                     (__import__("hashlib").sha256(b'{"not": 1}').hexdigest(),))
+        conn.execute(
+            "UPDATE responses SET value = '{\"not\": 1}', sha256 = ? WHERE key = 'j'",
+            (__import__("hashlib").sha256(b'{"not": 1}').hexdigest(),),
+        )
     assert cache.get("k") is None  # checksum mismatch
     assert cache.get("j") is None  # checksum right, but not an answer
 
@@ -134,7 +139,14 @@ def test_second_run_answers_from_the_cache_and_replay_needs_no_key(pytester, mon
     with RecordedServer() as server:
         server.responder = LabelResponder("anthropic", suite_answers())
         make_project(pytester, MODELS.format(url=server.url))
-        args = ["suites/banking77", "--model=claude-haiku-4.5", "--limit=3", "--distill-cache=.cache", "-p", "no:randomly"]
+        args = [
+            "suites/banking77",
+            "--model=claude-haiku-4.5",
+            "--limit=3",
+            "--distill-cache=.cache",
+            "-p",
+            "no:randomly",
+        ]
 
         first = pytester.runpytest(*args, "--junitxml=first.xml")
         first.assert_outcomes(passed=3)
@@ -190,7 +202,7 @@ def _damaged_pages(path):
     data = bytearray(path.read_bytes())
     page = int.from_bytes(data[16:18], "big")
     assert len(data) > 6 * page
-    data[2 * page:5 * page] = b"\xa5" * (3 * page)
+    data[2 * page : 5 * page] = b"\xa5" * (3 * page)
     path.write_bytes(bytes(data))
 
 
@@ -316,8 +328,9 @@ def test_a_sqlite_error_mid_run_through_the_plugin_still_answers_and_prints_the_
 
             SqliteCache._write = _write
         """)
-        result = pytester.runpytest("suites/banking77", "--model=claude-haiku-4.5", "--limit=3",
-                                    "--distill-cache=.cache", "-p", "no:randomly")
+        result = pytester.runpytest(
+            "suites/banking77", "--model=claude-haiku-4.5", "--limit=3", "--distill-cache=.cache", "-p", "no:randomly"
+        )
     result.assert_outcomes(passed=3)
     out = result.stdout.str()
     assert "Traceback" not in out

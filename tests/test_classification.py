@@ -9,9 +9,19 @@ from pytest_distill.scoring.classification import exact_match, normalize_label
 
 @pytest.mark.parametrize(
     "got",
-    ["card_arrival", "Card_Arrival", "  card_arrival\n", "'card_arrival'", '"card_arrival".', "label: card_arrival",
-     "Label = card_arrival", "The answer is card_arrival", "`card_arrival`", "Intent: card_arrival!",
-     "card_arrival\nBecause the card has not arrived."],
+    [
+        "card_arrival",
+        "Card_Arrival",
+        "  card_arrival\n",
+        "'card_arrival'",
+        '"card_arrival".',
+        "label: card_arrival",
+        "Label = card_arrival",
+        "The answer is card_arrival",
+        "`card_arrival`",
+        "Intent: card_arrival!",
+        "card_arrival\nBecause the card has not arrived.",
+    ],
 )
 def test_equivalent_spellings_match(got):
     assert exact_match("card_arrival", got).passed

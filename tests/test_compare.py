@@ -18,8 +18,17 @@ from helpers.chat_server import FakeChatServer, distill_project, numbered_rows
 def records(model: str, outcomes: str, suite: str = "s", repetition: int = 1) -> list[Record]:
     """'PPM.E' -> pass, pass, miss, skip, error for examples 0001.. (one repetition)."""
     kinds = {"P": PASS, "M": MISS, "E": "error", ".": "skip"}
-    return [Record(suite=suite, suite_path=f"suites/{suite}", model=model, example_id=f"{i:04d}",
-                   repetition=repetition, outcome=kinds[c]) for i, c in enumerate(outcomes, start=1)]
+    return [
+        Record(
+            suite=suite,
+            suite_path=f"suites/{suite}",
+            model=model,
+            example_id=f"{i:04d}",
+            repetition=repetition,
+            outcome=kinds[c],
+        )
+        for i, c in enumerate(outcomes, start=1)
+    ]
 
 
 def test_majority_rule_over_repetitions():
@@ -57,8 +66,10 @@ def test_one_model_no_comparison():
 
 def test_ties_rank_the_lower_listed_price_first_not_the_measured_cost():
     rs = records("pricey", "PPPM") + records("cheap", "PPPM")
-    keys = {"pricey": tie_key(_Priced(price_input=5.0, price_output=15.0), "pricey"),
-            "cheap": tie_key(_Priced(price_input=0.1, price_output=0.4), "cheap")}
+    keys = {
+        "pricey": tie_key(_Priced(price_input=5.0, price_output=15.0), "pricey"),
+        "cheap": tie_key(_Priced(price_input=0.1, price_output=0.4), "cheap"),
+    }
     # The measured costs say the opposite (timing noise on a self-hosted model would): the prices decide.
     (comparison,) = compare(summarize(rs), rs, costs={("s", "pricey"): 0.1, ("s", "cheap"): 1.0}, tie_keys=keys)
     assert comparison.best == "cheap"
@@ -67,11 +78,14 @@ def test_ties_rank_the_lower_listed_price_first_not_the_measured_cost():
 
 def test_self_hosted_ties_go_to_the_lower_hourly_price_then_the_name():
     rs = records("b-gpu", "PPPM") + records("a-gpu", "PPPM") + records("c-cheap-gpu", "PPPM")
-    keys = {"b-gpu": tie_key(_Priced(self_hosted=True, gpu_hourly_usd=2.0), "b-gpu"),
-            "a-gpu": tie_key(_Priced(self_hosted=True, gpu_hourly_usd=2.0), "a-gpu"),
-            "c-cheap-gpu": tie_key(_Priced(self_hosted=True, gpu_hourly_usd=0.5), "c-cheap-gpu")}
-    (comparison,) = compare(summarize(rs), rs, costs={("s", "a-gpu"): 3e-6, ("s", "b-gpu"): 1e-6,
-                                                      ("s", "c-cheap-gpu"): 2e-6}, tie_keys=keys)
+    keys = {
+        "b-gpu": tie_key(_Priced(self_hosted=True, gpu_hourly_usd=2.0), "b-gpu"),
+        "a-gpu": tie_key(_Priced(self_hosted=True, gpu_hourly_usd=2.0), "a-gpu"),
+        "c-cheap-gpu": tie_key(_Priced(self_hosted=True, gpu_hourly_usd=0.5), "c-cheap-gpu"),
+    }
+    (comparison,) = compare(
+        summarize(rs), rs, costs={("s", "a-gpu"): 3e-6, ("s", "b-gpu"): 1e-6, ("s", "c-cheap-gpu"): 2e-6}, tie_keys=keys
+    )
     assert [r.model for r in comparison.ranking] == ["c-cheap-gpu", "a-gpu", "b-gpu"]
     assert comparison.route.model == "c-cheap-gpu"  # not b-gpu, whose measured cost is lowest
 
@@ -105,16 +119,29 @@ def test_models_without_cost_are_not_routed_to():
     assert route([Ranked("a", 1, 0.9, 0.0), Ranked("b", 2, 0.9, 0.0)], 1.0) is None
 
 
-@pytest.mark.parametrize(("ratio", "text"), [(1 / 120, "1/120 of the cost"), (0.5, "1/2 of the cost"),
-                                        (0.8, "80% of the cost"), (1.0, "100% of the cost"),
-                                        (3.0, "3.0x the cost"), (0.0, "free"), (None, "cost of the best unknown")])
+@pytest.mark.parametrize(
+    ("ratio", "text"),
+    [
+        (1 / 120, "1/120 of the cost"),
+        (0.5, "1/2 of the cost"),
+        (0.8, "80% of the cost"),
+        (1.0, "100% of the cost"),
+        (3.0, "3.0x the cost"),
+        (0.0, "free"),
+        (None, "cost of the best unknown"),
+    ],
+)
 def test_cost_ratio_text(ratio, text):
     assert cost_ratio_text(ratio) == text
 
 
 def test_comparison_with_repetitions_uses_the_mean_rate_and_majority_pairs():
-    rs = (records("a", "PPPP", repetition=1) + records("a", "PPPM", repetition=2)
-          + records("b", "PMMM", repetition=1) + records("b", "PPMM", repetition=2))
+    rs = (
+        records("a", "PPPP", repetition=1)
+        + records("a", "PPPM", repetition=2)
+        + records("b", "PMMM", repetition=1)
+        + records("b", "PPMM", repetition=2)
+    )
     (comparison,) = compare(summarize(rs), rs, costs={})
     a, b = comparison.ranking
     assert a.rate == pytest.approx(0.875) and b.rate == pytest.approx(0.375)
@@ -132,16 +159,25 @@ def server():
 
 
 def test_two_model_run_ranks_tests_and_routes(pytester, server):
-    distill_project(pytester, server, {"frontier": {"spec": "correct", "gpu_hourly_usd": 1000.0},
-                                       "distilled": {"spec": "wrong:3", "gpu_hourly_usd": 0.001}})
-    result = pytester.runpytest("suites", "-p", "no:cacheprovider", "--model=frontier", "--model=distilled",
-                                "--route-tolerance=10")
-    result.stdout.fnmatch_lines([
-        "topics: ranking, each vs the best by exact McNemar on shared examples (alpha 0.05)",
-        "  1. frontier   100.0%*best",
-        "  2. distilled   90.0%   -10.0 pp  p=1 not significant (paired on 10: 1 vs 0 discordant)",
-        "topics: route to distilled (-10.0 pp, 1/* of the cost)",
-    ])
+    distill_project(
+        pytester,
+        server,
+        {
+            "frontier": {"spec": "correct", "gpu_hourly_usd": 1000.0},
+            "distilled": {"spec": "wrong:3", "gpu_hourly_usd": 0.001},
+        },
+    )
+    result = pytester.runpytest(
+        "suites", "-p", "no:cacheprovider", "--model=frontier", "--model=distilled", "--route-tolerance=10"
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "topics: ranking, each vs the best by exact McNemar on shared examples (alpha 0.05)",
+            "  1. frontier   100.0%*best",
+            "  2. distilled   90.0%   -10.0 pp  p=1 not significant (paired on 10: 1 vs 0 discordant)",
+            "topics: route to distilled (-10.0 pp, 1/* of the cost)",
+        ]
+    )
     default = pytester.runpytest("suites", "-p", "no:cacheprovider", "--model=frontier", "--model=distilled")
     default.stdout.fnmatch_lines(["topics: route to frontier (the most accurate is also the cheapest within 1 pp)"])
 

@@ -106,8 +106,13 @@ OK = Completion(text="ok", usage=Usage(input_tokens=10, output_tokens=2))
 
 
 def test_retries_honour_retry_after_then_back_off_with_jitter(fake, engine, sleeps):
-    entry = fake([ProviderError("HTTP 429", retryable=True, retry_after=2.5, status=429),
-                  ProviderError("HTTP 500", retryable=True, status=500), OK])
+    entry = fake(
+        [
+            ProviderError("HTTP 429", retryable=True, retry_after=2.5, status=429),
+            ProviderError("HTTP 500", retryable=True, status=500),
+            OK,
+        ]
+    )
     completion = engine.complete(entry, REQUEST)
     assert completion.text == "ok" and completion.finished_at > 0
     assert engine.provider(entry).calls == 3 and engine.retries == 2
@@ -191,8 +196,11 @@ def test_errors_are_redacted_before_they_are_returned(fake, engine, secret):
 def test_answers_are_redacted_before_the_cache_and_the_caller_see_them(fake, secret):
     from pytest_distill.models.base import ToolCall
 
-    echoed = Completion(text=f"your key is {secret}", model=f"m-{secret}",
-                        tool_calls=[ToolCall("login", {"password": secret, "user": "ann", "keys": [secret]})])
+    echoed = Completion(
+        text=f"your key is {secret}",
+        model=f"m-{secret}",
+        tool_calls=[ToolCall("login", {"password": secret, "user": "ann", "keys": [secret]})],
+    )
     cache = DictCache()
     entry = fake([echoed])
     engine = Engine(cache=cache)
@@ -360,13 +368,22 @@ def test_real_sdk_retries_honour_retry_after(monkeypatch, sleeps, model):
     assert retry_after <= sleeps.calls[0] <= retry_after * 1.1  # the server's Retry-After
 
 
-@pytest.mark.parametrize(("model", "fixture", "message"), [
-    ("claude-haiku-4.5", "overloaded", "claude-haiku-4.5: HTTP 529: Overloaded (after 3 attempts)"),
-    ("gpt-5-nano", "server_error",
-     "gpt-5-nano: HTTP 500: The server had an error while processing your request. Sorry about that! (after 3 attempts)"),
-    ("gemini-2.5-flash", "overloaded",
-     "gemini-2.5-flash: HTTP 503: The model is overloaded. Please try again later. (after 3 attempts)"),
-])
+@pytest.mark.parametrize(
+    ("model", "fixture", "message"),
+    [
+        ("claude-haiku-4.5", "overloaded", "claude-haiku-4.5: HTTP 529: Overloaded (after 3 attempts)"),
+        (
+            "gpt-5-nano",
+            "server_error",
+            "gpt-5-nano: HTTP 500: The server had an error while processing your request. Sorry about that! (after 3 attempts)",
+        ),
+        (
+            "gemini-2.5-flash",
+            "overloaded",
+            "gemini-2.5-flash: HTTP 503: The model is overloaded. Please try again later. (after 3 attempts)",
+        ),
+    ],
+)
 def test_real_sdk_gives_up_with_the_provider_message(monkeypatch, sleeps, model, fixture, message):
     api, variable, suffix, _, _ = SDK_CASES[model]
     monkeypatch.setenv(variable, "test-key-0123456789")

@@ -24,10 +24,31 @@ def server():
 
 
 def summary(**changes) -> Summary:
-    base = Summary(suite="s", suite_path="suites/s", model="m", n=10, passed=8, missed=2, errors=0, skipped=0,
-                   pass_rate=0.8, ci_low=0.49, ci_high=0.94, error_rate=0.0, repetitions=1, rep_mean=0.8,
-                   rep_std=0.0, flips=0, latency_p50=None, latency_p95=None, latency_p99=None,
-                   mean_input_tokens=None, mean_output_tokens=None, cost_per_request=None, cost_total=None)
+    base = Summary(
+        suite="s",
+        suite_path="suites/s",
+        model="m",
+        n=10,
+        passed=8,
+        missed=2,
+        errors=0,
+        skipped=0,
+        pass_rate=0.8,
+        ci_low=0.49,
+        ci_high=0.94,
+        error_rate=0.0,
+        repetitions=1,
+        rep_mean=0.8,
+        rep_std=0.0,
+        flips=0,
+        latency_p50=None,
+        latency_p95=None,
+        latency_p99=None,
+        mean_input_tokens=None,
+        mean_output_tokens=None,
+        cost_per_request=None,
+        cost_total=None,
+    )
     return replace(base, **changes)
 
 
@@ -123,9 +144,15 @@ def test_a_failing_gate_fails_the_run(pytester, server, xdist):
 
 @pytest.mark.parametrize("xdist", [SERIAL, XDIST])
 def test_errors_fail_a_gate_unless_within_max_error_rate(pytester, server, xdist):
-    distill_project(pytester, server, {"flaky": "correct+error:2"},
-                    suites={"strict": "[gate]\nmin_pass_rate = 0.5\n",
-                            "lenient": "[gate]\nmin_pass_rate = 0.5\nmax_error_rate = 0.1\n"})
+    distill_project(
+        pytester,
+        server,
+        {"flaky": "correct+error:2"},
+        suites={
+            "strict": "[gate]\nmin_pass_rate = 0.5\n",
+            "lenient": "[gate]\nmin_pass_rate = 0.5\nmax_error_rate = 0.1\n",
+        },
+    )
     result = run(pytester, "--model=flaky", *xdist, paths=["suites/strict"])
     assert result.ret == 1
     result.stdout.fnmatch_lines(["gate FAILED: strict x flaky: error rate 10.0% > 0.0% (1 errors)"])
@@ -148,8 +175,9 @@ def test_cli_min_pass_rate_gates_suites_without_a_gate(pytester, server):
 
 
 def test_a_suite_without_a_gate_still_fails_on_misses_beside_a_gated_one(pytester, server):
-    distill_project(pytester, server, {"half": "even"},
-                    suites={"gated": "[gate]\nmin_pass_rate = 0.5\n", "plain": None})
+    distill_project(
+        pytester, server, {"half": "even"}, suites={"gated": "[gate]\nmin_pass_rate = 0.5\n", "plain": None}
+    )
     assert run(pytester, "--model=half", paths=["suites/gated"]).ret == 0
     assert run(pytester, "--model=half").ret == 1
 
@@ -162,8 +190,9 @@ def test_a_failing_python_test_still_fails_a_gated_run(pytester, server):
 
 
 def test_each_model_is_gated_on_its_own(pytester, server):
-    distill_project(pytester, server, {"good": "correct", "half": "even"},
-                    suites={"topics": "[gate]\nmin_pass_rate = 0.8\n"})
+    distill_project(
+        pytester, server, {"good": "correct", "half": "even"}, suites={"topics": "[gate]\nmin_pass_rate = 0.8\n"}
+    )
     result = run(pytester, "--model=good", "--model=half")
     assert result.ret == 1
     result.stdout.fnmatch_lines(["gate passed: topics x good:*", "gate FAILED: topics x half:*"])
@@ -182,8 +211,9 @@ def test_bad_min_pass_rate_is_a_usage_error(pytester, server, value):
 
 @pytest.mark.parametrize("xdist", [SERIAL, XDIST])
 def test_each_gate_verdict_is_a_junit_testcase(pytester, server, xdist):
-    distill_project(pytester, server, {"good": "correct", "half": "even"},
-                    suites={"topics": "[gate]\nmin_pass_rate = 0.8\n"})
+    distill_project(
+        pytester, server, {"good": "correct", "half": "even"}, suites={"topics": "[gate]\nmin_pass_rate = 0.8\n"}
+    )
     result = run(pytester, "--model=good", "--model=half", "--junitxml=junit.xml", *xdist)
     assert result.ret == 1
     suite = ET.parse(pytester.path / "junit.xml").getroot().find("testsuite")

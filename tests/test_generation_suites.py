@@ -49,7 +49,9 @@ def test_pii_references_equal_the_input_outside_placeholders():
     for example in suite.examples:
         parts = placeholder.split(example.answer)[::2]  # the text between placeholders
         pattern = "^" + "(.+?)".join(re.escape(p) for p in parts) + "$"
-        assert re.match(pattern, example.question, re.DOTALL), f"{example.location}: reference is not the input redacted"
+        assert re.match(pattern, example.question, re.DOTALL), (
+            f"{example.location}: reference is not the input redacted"
+        )
 
 
 def _records(path) -> list[dict]:

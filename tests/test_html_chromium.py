@@ -16,12 +16,23 @@ from helpers.chat_server import FakeChatServer, distill_project, numbered_rows
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
-CHROMEDRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None)
+CHROMEDRIVER = shutil.which("chromedriver") or (
+    "/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None
+)
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="chromium / chromedriver not installed")
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1280,1600"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1280,1600",
+]
 
 
 @pytest.fixture
@@ -41,13 +52,24 @@ def driver(tmp_path):
 
 def test_report_renders_in_chromium(pytester, driver):
     with FakeChatServer(numbered_rows(8)) as server:
-        distill_project(pytester, server,
-                        {"good": "correct", "half": {"spec": "even+error:7", "gpu_hourly_usd": 0.01}},
-                        suites={"topics": "[gate]\nmin_pass_rate = 0.5\nmax_error_rate = 0.2\n", "intents": None})
-        base = pytester.runpytest("suites", "-p", "no:cacheprovider", "--model=good", "--model=half",
-                                  "--distill-report=base")
-        result = pytester.runpytest("suites", "-p", "no:cacheprovider", "--model=good", "--model=half",
-                                    "--distill-report=out", "--distill-baseline=base/results.json")
+        distill_project(
+            pytester,
+            server,
+            {"good": "correct", "half": {"spec": "even+error:7", "gpu_hourly_usd": 0.01}},
+            suites={"topics": "[gate]\nmin_pass_rate = 0.5\nmax_error_rate = 0.2\n", "intents": None},
+        )
+        base = pytester.runpytest(
+            "suites", "-p", "no:cacheprovider", "--model=good", "--model=half", "--distill-report=base"
+        )
+        result = pytester.runpytest(
+            "suites",
+            "-p",
+            "no:cacheprovider",
+            "--model=good",
+            "--model=half",
+            "--distill-report=out",
+            "--distill-baseline=base/results.json",
+        )
     assert base.ret == 1 and result.ret == 1  # the ungated suite's misses fail the run
     page = pytester.path / "out" / "report.html"
 
@@ -60,8 +82,11 @@ def test_report_renders_in_chromium(pytester, driver):
 
     def shown(selector: str) -> list:
         # Rendered, not just present: laid out with a real extent (a line has one dimension).
-        return js("return Array.from(document.querySelectorAll(arguments[0]))"
-                  ".map(e => e.getBoundingClientRect()).filter(r => r.width > 0 || r.height > 0).length", selector)
+        return js(
+            "return Array.from(document.querySelectorAll(arguments[0]))"
+            ".map(e => e.getBoundingClientRect()).filter(r => r.width > 0 || r.height > 0).length",
+            selector,
+        )
 
     assert shown("svg.chart.accuracy") == 2 and shown("svg.chart.cost") == 2 and shown("svg.chart.latency") == 2
     assert shown("svg.chart.accuracy[data-suite='topics'] rect.bar") == 2
@@ -71,8 +96,10 @@ def test_report_renders_in_chromium(pytester, driver):
     assert shown("svg.chart.cost circle.point.pareto") >= 2
     assert shown("svg.chart.latency[data-suite='topics'] rect.box") == 2
     # The bar lengths are the pass rates: good 100%, half 3 of 6 scored (one row errored).
-    widths = js("return Array.from(document.querySelectorAll(\"svg.chart.accuracy[data-suite='topics'] rect.bar\"))"
-                ".map(e => e.getBoundingClientRect().width)")
+    widths = js(
+        "return Array.from(document.querySelectorAll(\"svg.chart.accuracy[data-suite='topics'] rect.bar\"))"
+        ".map(e => e.getBoundingClientRect().width)"
+    )
     assert widths[1] == pytest.approx(widths[0] * 4 / 7, rel=0.01)
 
     rows = "#misses tbody tr"
@@ -90,22 +117,46 @@ def test_report_renders_in_chromium(pytester, driver):
 def test_serving_curves_and_break_even_chart_render_in_chromium(pytester, driver, monkeypatch):
     monkeypatch.setenv("FAKE_API_KEY", "sk-test")
     with FakeChatServer(numbered_rows(8)) as server:
-        api = (f'["api"]\nprovider = "openai"\nmodel = "correct"\nbase_url = "{server.url}"\n'
-               'api_key_env = "FAKE_API_KEY"\nmax_retries = 0\nconstraint_style = "none"\n'
-               "price_input = 1.0\nprice_output = 4.0\n")
-        distill_project(pytester, server, {"hosted": {"spec": "correct", "hourly_usd": 0.5, "hardware": "test box"}},
-                        extra_models=api)
-        bench = pytester.runpytest("suites", "-p", "no:cacheprovider", "--model=hosted", "--distill-bench",
-                                   "--distill-bench-saturate", "--distill-bench-max-concurrency=4",
-                                   "--distill-bench-requests=8", "--distill-report=bench")
-        run = pytester.runpytest("suites", "-p", "no:cacheprovider", "--model=hosted", "--model=api",
-                                 "--distill-serving=bench/results.json", "--distill-report=out")
+        api = (
+            f'["api"]\nprovider = "openai"\nmodel = "correct"\nbase_url = "{server.url}"\n'
+            'api_key_env = "FAKE_API_KEY"\nmax_retries = 0\nconstraint_style = "none"\n'
+            "price_input = 1.0\nprice_output = 4.0\n"
+        )
+        distill_project(
+            pytester,
+            server,
+            {"hosted": {"spec": "correct", "hourly_usd": 0.5, "hardware": "test box"}},
+            extra_models=api,
+        )
+        bench = pytester.runpytest(
+            "suites",
+            "-p",
+            "no:cacheprovider",
+            "--model=hosted",
+            "--distill-bench",
+            "--distill-bench-saturate",
+            "--distill-bench-max-concurrency=4",
+            "--distill-bench-requests=8",
+            "--distill-report=bench",
+        )
+        run = pytester.runpytest(
+            "suites",
+            "-p",
+            "no:cacheprovider",
+            "--model=hosted",
+            "--model=api",
+            "--distill-serving=bench/results.json",
+            "--distill-report=out",
+        )
     assert bench.ret == 0 and run.ret == 0
     js = driver.execute_script
 
     def shown(selector: str) -> int:
-        return js("return Array.from(document.querySelectorAll(arguments[0]))"
-                  ".map(e => e.getBoundingClientRect()).filter(r => r.width > 0 || r.height > 0).length", selector)
+        return js(
+            "return Array.from(document.querySelectorAll(arguments[0]))"
+            ".map(e => e.getBoundingClientRect()).filter(r => r.width > 0 || r.height > 0).length",
+            selector,
+        )
 
     for report in ("bench", "out"):
         driver.get((pytester.path / report / "report.html").as_uri())
@@ -122,6 +173,8 @@ def test_serving_curves_and_break_even_chart_render_in_chromium(pytester, driver
     assert shown("svg.chart.volume polyline.cost-line") == 2
     assert shown("svg.chart.volume circle.break-even") <= 1
     assert "cheaper than" in driver.find_element("css selector", "section.volume").text
+
+
 def png_colours(png: bytes) -> set[bytes]:
     """The distinct pixel values of an 8-bit, non-interlaced RGB(A) PNG (what Chromium's
     screenshots are), decoded here so the test needs no imaging library."""
@@ -131,8 +184,8 @@ def png_colours(png: bytes) -> set[bytes]:
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     pos, data, header = 8, b"", b""
     while pos < len(png):
-        length, kind = struct.unpack(">I4s", png[pos:pos + 8])
-        chunk = png[pos + 8:pos + 8 + length]
+        length, kind = struct.unpack(">I4s", png[pos : pos + 8])
+        chunk = png[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             header = chunk
         elif kind == b"IDAT":
@@ -143,7 +196,7 @@ def png_colours(png: bytes) -> set[bytes]:
     bpp = 3 if colour_type == 2 else 4
     raw, stride, previous, colours = zlib.decompress(data), width * bpp, bytearray(width * bpp), set()
     for y in range(height):
-        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
         for i in range(stride):
             left = line[i - bpp] if i >= bpp else 0
             up, corner = previous[i], previous[i - bpp] if i >= bpp else 0
@@ -157,7 +210,7 @@ def png_colours(png: bytes) -> set[bytes]:
                 p = left + up - corner
                 pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
                 line[i] = (line[i] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)) & 255
-        colours.update(bytes(line[i:i + bpp]) for i in range(0, stride, bpp))
+        colours.update(bytes(line[i : i + bpp]) for i in range(0, stride, bpp))
         previous = line
     return colours
 
@@ -170,8 +223,15 @@ def test_matrix_and_cost_scatter_render_in_chromium(pytester, driver, monkeypatc
     monkeypatch.setenv("FAKE_API_KEY", "sk-fake")
     with FakeChatServer(ROWS) as server:
         _project(pytester, server)
-        result = pytester.runpytest("suites", "-p", "no:cacheprovider", "--model=distilled", "--model=z-cheap",
-                                    "--model=a-pricey", "--distill-report=out")
+        result = pytester.runpytest(
+            "suites",
+            "-p",
+            "no:cacheprovider",
+            "--model=distilled",
+            "--model=z-cheap",
+            "--model=a-pricey",
+            "--distill-report=out",
+        )
     assert result.ret == 1  # misses, no gate
     driver.get((pytester.path / "out" / "report.html").as_uri())
     assert [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")] == []
@@ -194,23 +254,31 @@ def test_matrix_and_cost_scatter_render_in_chromium(pytester, driver, monkeypatc
 
     document = json.loads((pytester.path / "out" / "results.json").read_text())
     for suite in ("a", "b"):
-        points = [(s["model"], s["cost"]["per_million"], s["pass_rate"]) for s in document["summaries"]
-                  if s["suite"] == suite]
-        drawn = js("return Array.from(document.querySelectorAll(arguments[0]))"
-                   ".map(c => c.parentNode.getAttribute('data-model')).sort()",
-                   f"svg.chart.cost[data-suite='{suite}'] circle.pareto")
+        points = [
+            (s["model"], s["cost"]["per_million"], s["pass_rate"]) for s in document["summaries"] if s["suite"] == suite
+        ]
+        drawn = js(
+            "return Array.from(document.querySelectorAll(arguments[0]))"
+            ".map(c => c.parentNode.getAttribute('data-model')).sort()",
+            f"svg.chart.cost[data-suite='{suite}'] circle.pareto",
+        )
         assert drawn == sorted(pareto_front(points)) and drawn
     table = driver.find_element("css selector", "table.matrix")
     assert table.is_displayed()
-    colour = {(cell.find_element("xpath", "..").find_element("css selector", "td").text,
-               cell.get_attribute("data-model")): cell.value_of_css_property("background-color")
-              for cell in table.find_elements("css selector", "td.cell")}
+    colour = {
+        (
+            cell.find_element("xpath", "..").find_element("css selector", "td").text,
+            cell.get_attribute("data-model"),
+        ): cell.value_of_css_property("background-color")
+        for cell in table.find_elements("css selector", "td.cell")
+    }
     assert len(colour) == 6
     assert colour[("a", "distilled")] == colour[("b", "z-cheap")]  # both 100%
     assert colour[("a", "distilled")] != colour[("a", "z-cheap")]  # 100% vs 0%
     best = [c.get_attribute("data-model") for c in table.find_elements("css selector", "td.cell.best")]
     assert best == ["distilled", "z-cheap"]
     assert table.find_element("css selector", "tr.tally").text.split()[-3:] == ["1/0/1", "1/0/1", "0/2/0"]
-    assert "distilled matches or beats the best frontier model" in driver.find_element("css selector",
-                                                                                         "p.headline").text
+    assert (
+        "distilled matches or beats the best frontier model" in driver.find_element("css selector", "p.headline").text
+    )
     assert driver.find_element("css selector", "table.routing").is_displayed()

@@ -17,8 +17,10 @@ ROWS = [
     {"question": "Where was Tolkien born?", "answer": "Bloemfontein"},
     {"question": "Which is older, Mozart or Beethoven?", "answer": "Mozart"},
 ]
-JOB = {"task_description": "Answer with a short answer.",
-       "llm_as_a_judge_instructions": "Good if it names the same entity as the reference."}
+JOB = {
+    "task_description": "Answer with a short answer.",
+    "llm_as_a_judge_instructions": "Good if it names the same entity as the reference.",
+}
 
 
 def _judge_reply(behaviour: str):
@@ -49,15 +51,32 @@ def server():
 @pytest.fixture
 def project(pytester, server, monkeypatch):
     monkeypatch.setenv("FAKE_JUDGE_KEY", "sk-test")
-    write_suite(pytester.path / "suites" / "qa", job=JOB, rows=ROWS, config="base:\n  task: question-answering\n",
-                settings='scorer = "judge"\nalso = ["token_f1", "normalized_exact_match"]\n')
-    priced = (f'["judge-priced"]\nprovider = "openai"\nmodel = "judge-bad"\nbase_url = "{server.url}"\n'
-              'api_key_env = "FAKE_JUDGE_KEY"\nmax_retries = 0\nconstraint_style = "none"\n'
-              "price_input = 1.0\nprice_output = 4.0\n")
-    pytester.makefile(".toml", models=server.models_toml(
-        right="correct", wrong="wrong", **{"judge-good": "judge-good", "judge-bad": "judge-bad",
-                                            "judge-garbage": "judge-garbage", "judge-error": "judge-error"})
-        + priced)
+    write_suite(
+        pytester.path / "suites" / "qa",
+        job=JOB,
+        rows=ROWS,
+        config="base:\n  task: question-answering\n",
+        settings='scorer = "judge"\nalso = ["token_f1", "normalized_exact_match"]\n',
+    )
+    priced = (
+        f'["judge-priced"]\nprovider = "openai"\nmodel = "judge-bad"\nbase_url = "{server.url}"\n'
+        'api_key_env = "FAKE_JUDGE_KEY"\nmax_retries = 0\nconstraint_style = "none"\n'
+        "price_input = 1.0\nprice_output = 4.0\n"
+    )
+    pytester.makefile(
+        ".toml",
+        models=server.models_toml(
+            right="correct",
+            wrong="wrong",
+            **{
+                "judge-good": "judge-good",
+                "judge-bad": "judge-bad",
+                "judge-garbage": "judge-garbage",
+                "judge-error": "judge-error",
+            },
+        )
+        + priced,
+    )
     return pytester
 
 
@@ -93,15 +112,18 @@ def test_also_scorers_are_recorded_but_do_not_gate(project):
     also = _records(project)[0]["distill.extra"]["also"]
     assert set(also) == {"token_f1", "normalized_exact_match"}
     assert also["normalized_exact_match"] == {"value": 0.0, "passed": False}
-    result.stdout.fnmatch_lines(["also (recorded, not gated) qa x wrong: token_f1 mean 0.*; normalized_exact_match "
-                                 "mean 0.00 (0/3 pass)"])
+    result.stdout.fnmatch_lines(
+        ["also (recorded, not gated) qa x wrong: token_f1 mean 0.*; normalized_exact_match mean 0.00 (0/3 pass)"]
+    )
 
 
 def test_identical_answers_skip_the_judge(project, server):
     result = project.runpytest("suites", "--model=right", "--judge=judge-bad")
     result.assert_outcomes(passed=3)
     assert not [b for b in server.bodies if b["model"] == "judge-bad"]
-    result.stdout.fnmatch_lines(["judge qa x right: 3 verdict(s) by judge-bad: 3 good, 0 bad (3 without a model call)*"])
+    result.stdout.fnmatch_lines(
+        ["judge qa x right: 3 verdict(s) by judge-bad: 3 good, 0 bad (3 without a model call)*"]
+    )
 
 
 def test_judge_cost_is_reported_apart_from_the_model(project):
@@ -114,7 +136,9 @@ def test_judge_cost_is_reported_apart_from_the_model(project):
     assert all(r["distill.cost_usd"] == "None" for r in records)  # the model (self-hosted) has no token cost
     total = sum(r["distill.extra"]["judge"]["cost_usd"] for r in records)
     out = result.stdout.str()
-    assert "judge qa x wrong: 3 verdict(s) by judge-priced: 0 good, 3 bad (0 without a model call); 3 judge call(s)" in out
+    assert (
+        "judge qa x wrong: 3 verdict(s) by judge-priced: 0 good, 3 bad (0 without a model call); 3 judge call(s)" in out
+    )
     assert f"judge cost ${total:.2g}" in out and "not included in the model's $/req" in out
 
 
@@ -124,10 +148,13 @@ def test_suite_judge_is_the_default_and_the_option_overrides_it(project):
     project.runpytest("suites", "--model=wrong", "--judge=judge-bad").assert_outcomes(failed=3)
 
 
-@pytest.mark.parametrize(("judge", "message"), [
-    ("judge-garbage", "*error: judge judge-garbage gave no readable verdict in 3 attempts*Hmm, hard to say.*"),
-    ("judge-error", "*error: judge judge-error failed: *500*"),
-])
+@pytest.mark.parametrize(
+    ("judge", "message"),
+    [
+        ("judge-garbage", "*error: judge judge-garbage gave no readable verdict in 3 attempts*Hmm, hard to say.*"),
+        ("judge-error", "*error: judge judge-error failed: *500*"),
+    ],
+)
 def test_a_failing_judge_is_an_error_never_a_pass(project, judge, message):
     result = project.runpytest("suites", "--model=wrong", f"--judge={judge}", "--junitxml=out.xml")
     result.assert_outcomes(errors=3)
@@ -135,7 +162,9 @@ def test_a_failing_judge_is_an_error_never_a_pass(project, judge, message):
     assert summary_row(result.stdout.str(), "qa", "wrong")[2:6] == ["3", "0", "0", "3"]  # n, pass, miss, err
     records = _records(project)
     assert {r["distill.outcome"] for r in records} == {"error"}
-    assert all(r["distill.output"] == f"not-{row['answer']}" for r, row in zip(records, ROWS, strict=True))  # the answer is kept
+    assert all(
+        r["distill.output"] == f"not-{row['answer']}" for r, row in zip(records, ROWS, strict=True)
+    )  # the answer is kept
 
 
 def test_an_unknown_judge_is_a_usage_error(project):
@@ -156,4 +185,6 @@ def test_xdist_gives_the_same_records(project):
     parallel = project.runpytest("suites", "--model=wrong", "--judge=judge-priced", "-n", "2")
     line = [x for x in serial.outlines if x.startswith("judge qa x wrong")]
     assert line and line == [x for x in parallel.outlines if x.startswith("judge qa x wrong")]
-    assert summary_row(serial.stdout.str(), "qa", "wrong")[2:8] == summary_row(parallel.stdout.str(), "qa", "wrong")[2:8]
+    assert (
+        summary_row(serial.stdout.str(), "qa", "wrong")[2:8] == summary_row(parallel.stdout.str(), "qa", "wrong")[2:8]
+    )

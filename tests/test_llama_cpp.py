@@ -29,9 +29,13 @@ def provider():
 
 
 def _ask(provider, question: str, **changes) -> object:
-    request = Request(messages=({"role": "user", "content": question},),
-                      system="Classify the topic. Classes: " + ", ".join(LABELS), temperature=0.0, max_tokens=32,
-                      **changes)
+    request = Request(
+        messages=({"role": "user", "content": question},),
+        system="Classify the topic. Classes: " + ", ".join(LABELS),
+        temperature=0.0,
+        max_tokens=32,
+        **changes,
+    )
     return asyncio.run(provider.complete(request))
 
 

@@ -31,8 +31,11 @@ def test_csv_with_index_column_multiline_fields_and_extra_columns(tmp_path):
         "2,The drummer was great,music,\n"
     )
     suite = load_suite(write_suite(tmp_path / "s", fmt="csv", raw_test=raw))
-    assert [e.question for e in suite.examples] == ["Rain, then sun.", 'A recipe:\nmix, bake, "enjoy"',
-                                                    "The drummer was great"]
+    assert [e.question for e in suite.examples] == [
+        "Rain, then sun.",
+        'A recipe:\nmix, bake, "enjoy"',
+        "The drummer was great",
+    ]
     assert [e.line for e in suite.examples] == [2, 3, 5]
     assert suite.examples[0].fields["reasoning"] == "short"
     assert "" not in suite.examples[0].fields  # the unnamed index column is dropped
@@ -47,13 +50,21 @@ def test_answers_as_json_strings_and_objects(tmp_path):
 @pytest.mark.parametrize(
     ("job", "rows", "expected"),
     [
-        ({"task_description": "t", "classes_description": {"a": "A"}}, [{"question": "q", "answer": "a"}],
-         TaskType.CLASSIFICATION),
-        ({"task_description": "t", "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
-         [{"question": "q", "answer": '{"name": "f", "parameters": {}}'}], TaskType.TOOL_CALLING),
-        ({"task_description": "t", "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
-         [{"question": json.dumps([{"role": "user", "content": "q"}]), "answer": '{"name": "f", "parameters": {}}'}],
-         TaskType.MULTI_TURN_TOOL_CALLING),
+        (
+            {"task_description": "t", "classes_description": {"a": "A"}},
+            [{"question": "q", "answer": "a"}],
+            TaskType.CLASSIFICATION,
+        ),
+        (
+            {"task_description": "t", "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
+            [{"question": "q", "answer": '{"name": "f", "parameters": {}}'}],
+            TaskType.TOOL_CALLING,
+        ),
+        (
+            {"task_description": "t", "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
+            [{"question": json.dumps([{"role": "user", "content": "q"}]), "answer": '{"name": "f", "parameters": {}}'}],
+            TaskType.MULTI_TURN_TOOL_CALLING,
+        ),
         ({"task_description": "t"}, [{"question": "q", "answer": "a", "context": "c"}], TaskType.QA_OPEN_BOOK),
         ({"task_description": "t"}, [{"question": "q", "answer": "a"}], TaskType.QUESTION_ANSWERING),
     ],
@@ -111,8 +122,11 @@ def test_answer_not_among_classes_suggests_the_closest(tmp_path):
 
 
 def test_duplicate_rows(tmp_path):
-    rows = [{"question": "same", "answer": "food"}, {"question": "other", "answer": "food"},
-            {"question": "same", "answer": "food"}]
+    rows = [
+        {"question": "same", "answer": "food"},
+        {"question": "other", "answer": "food"},
+        {"question": "same", "answer": "food"},
+    ]
     err = _error(write_suite(tmp_path / "s", rows=rows))
     assert err.line == 3 and "same question and answer as line 1" in str(err)
 
@@ -170,6 +184,12 @@ def test_gate_out_of_range(tmp_path):
 def test_multi_turn_question_must_end_with_user(tmp_path):
     job = {"task_description": "t", "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}
     question = json.dumps([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}])
-    err = _error(write_suite(tmp_path / "s", job=job, config="base:\n  task: multi-turn-tool-calling-closed-book\n",
-                             rows=[{"question": question, "answer": '{"name": "f", "parameters": {}}'}]))
+    err = _error(
+        write_suite(
+            tmp_path / "s",
+            job=job,
+            config="base:\n  task: multi-turn-tool-calling-closed-book\n",
+            rows=[{"question": question, "answer": '{"name": "f", "parameters": {}}'}],
+        )
+    )
     assert err.field == "question" and "last message" in str(err)

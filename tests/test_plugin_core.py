@@ -23,30 +23,40 @@ def test_ids_are_stable_readable_and_selectable(pytester):
     assert [line for line in again.outlines if "::" in line] == ids
 
     selected = pytester.runpytest("suites", "--collect-only", "-q", "-k", "0003")
-    assert [line for line in selected.outlines if "::" in line] == ["suites/topics/test.jsonl::topics[smollm2-135m-0003]"]
+    assert [line for line in selected.outlines if "::" in line] == [
+        "suites/topics/test.jsonl::topics[smollm2-135m-0003]"
+    ]
 
 
 def test_repeat_and_limit_shape_the_items(pytester):
     write_suite(pytester.path / "suites" / "topics")
     result = pytester.runpytest("suites", "--collect-only", "-q", "--limit=2", "--repeat=2")
     ids = [line.split("::")[1] for line in result.outlines if "::" in line]
-    assert ids == ["topics[smollm2-135m-r1-0001]", "topics[smollm2-135m-r1-0002]",
-                   "topics[smollm2-135m-r2-0001]", "topics[smollm2-135m-r2-0002]"]
+    assert ids == [
+        "topics[smollm2-135m-r1-0001]",
+        "topics[smollm2-135m-r1-0002]",
+        "topics[smollm2-135m-r2-0001]",
+        "topics[smollm2-135m-r2-0002]",
+    ]
 
 
 def test_every_model_parametrizes_every_example(pytester):
     write_suite(pytester.path / "suites" / "topics")
-    pytester.makefile(".toml", models='[other]\nprovider = "openai-compatible"\nmodel = "m"\n'
-                                      'base_url = "http://127.0.0.1:9/v1"\n')
-    result = pytester.runpytest("suites", "--collect-only", "-q", "--model=smollm2-135m", "--model=other",
-                                "-k", "other")
+    pytester.makefile(
+        ".toml", models='[other]\nprovider = "openai-compatible"\nmodel = "m"\nbase_url = "http://127.0.0.1:9/v1"\n'
+    )
+    result = pytester.runpytest(
+        "suites", "--collect-only", "-q", "--model=smollm2-135m", "--model=other", "-k", "other"
+    )
     ids = [line for line in result.outlines if "::" in line]
     assert len(ids) == 6 and all("[other-" in i for i in ids)
 
 
 def test_bad_data_is_a_one_line_collection_error(pytester):
-    write_suite(pytester.path / "suites" / "broken",
-                raw_test='{"question": "q1", "answer": "food"}\n{"question": "q2" "answer": "food"}\n')
+    write_suite(
+        pytester.path / "suites" / "broken",
+        raw_test='{"question": "q1", "answer": "food"}\n{"question": "q2" "answer": "food"}\n',
+    )
     result = pytester.runpytest("suites")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*suites/broken/test.jsonl:2: malformed JSON: Expecting ',' delimiter*"])
@@ -62,9 +72,12 @@ def test_unknown_model_is_a_usage_error(pytester):
 
 
 def test_task_without_scorer_is_skipped_with_a_reason(pytester):
-    write_suite(pytester.path / "suites" / "extract", job={"task_description": "Extract the city."},
-                config="base:\n  task: information-extraction\n",
-                rows=[{"question": "I live in Paris.", "answer": "Paris"}])
+    write_suite(
+        pytester.path / "suites" / "extract",
+        job={"task_description": "Extract the city."},
+        config="base:\n  task: information-extraction\n",
+        rows=[{"question": "I live in Paris.", "answer": "Paris"}],
+    )
     result = pytester.runpytest("suites", "-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*no scorer yet for task type 'information-extraction'*"])
@@ -89,8 +102,11 @@ def test_unreachable_server_is_an_error_not_a_miss(pytester):
     all stops the run before any item: test_preflight.py)."""
     write_suite(pytester.path / "suites" / "topics", rows=[{"question": "rain", "answer": "weather"}])
     with _GoneAfterPreflight() as server:
-        pytester.makefile(".toml", models=f'[down]\nprovider = "openai-compatible"\nmodel = "m"\n'
-                                          f'base_url = "{server.url}"\nmax_retries = 1\ntimeout_s = 5\n')
+        pytester.makefile(
+            ".toml",
+            models=f'[down]\nprovider = "openai-compatible"\nmodel = "m"\n'
+            f'base_url = "{server.url}"\nmax_retries = 1\ntimeout_s = 5\n',
+        )
         result = pytester.runpytest("suites", "--model=down")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*error: down: connection error*(after 2 attempts)*"])
@@ -142,7 +158,9 @@ def test_openai_compatible_provider_against_a_real_llama_cpp_server(pytester, mo
     result = pytester.runpytest("suites", "--model=served", "--junitxml=out.xml")
     row = summary_row(result.stdout.str(), "topics", "served")
     assert row[2] == "6" and row[5] == "0"  # six answered, no errors
-    props = [{p.get("name"): p.get("value") for p in case.findall("./properties/property")}
-             for case in ET.parse(pytester.path / "out.xml").findall(".//testcase")]
+    props = [
+        {p.get("name"): p.get("value") for p in case.findall("./properties/property")}
+        for case in ET.parse(pytester.path / "out.xml").findall(".//testcase")
+    ]
     assert {p["distill.constrained"] for p in props} == {"json_object_schema"}
     assert all(p["distill.output"] in {"sports", "weather", "food", "music"} for p in props)

@@ -36,7 +36,7 @@ def server():
 
 @pytest.mark.parametrize("workers", [SERIAL, XDIST])
 def test_a_bug_in_our_code_is_an_internal_error_not_the_models_error(pytester, server, workers):
-    distill_project(pytester, server, {"good": "correct"}, suites={"topics": '[gate]\nmin_pass_rate = 0.0\n'})
+    distill_project(pytester, server, {"good": "correct"}, suites={"topics": "[gate]\nmin_pass_rate = 0.0\n"})
     pytester.makeconftest(BROKEN_SCORER)
     result = pytester.runpytest("suites", "--model=good", "-p", "no:cacheprovider", *workers)
     assert result.ret == pytest.ExitCode.TESTS_FAILED  # even though the gate asks for nothing
@@ -59,13 +59,18 @@ def test_an_unknown_scorer_is_a_collection_error_naming_the_field(pytester, serv
 
 @pytest.mark.parametrize("workers", [SERIAL, XDIST])
 def test_a_template_naming_a_missing_column_is_a_collection_error(pytester, server, workers):
-    distill_project(pytester, server, {"good": "correct"},
-                    suites={"topics": '[prompt]\nuser_template = "Q: {question} {nosuchcol}"\n'})
+    distill_project(
+        pytester,
+        server,
+        {"good": "correct"},
+        suites={"topics": '[prompt]\nuser_template = "Q: {question} {nosuchcol}"\n'},
+    )
     result = pytester.runpytest("suites", "--model=good", "-p", "no:cacheprovider", *workers)
     # A collection error: serial runs stop (2), xdist reports it as a failed run (1); never 0.
     assert result.ret in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.TESTS_FAILED)
-    result.stdout.fnmatch_lines([("*suites/topics/distill.toml: field 'prompt.user_template': {nosuchcol} is not a "
-                                  "column of test.jsonl*")])
+    result.stdout.fnmatch_lines(
+        [("*suites/topics/distill.toml: field 'prompt.user_template': {nosuchcol} is not a column of test.jsonl*")]
+    )
     assert "INTERNALERROR" not in result.stdout.str() and "Traceback" not in result.stdout.str()
 
 
@@ -75,14 +80,23 @@ def test_a_named_folder_that_is_not_a_suite_says_why(pytester, workers):
     (folder / "job_description.json").unlink()
     result = pytester.runpytest("suites/topics", "-p", "no:cacheprovider", *workers)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([("ERROR: pytest-distill: suites/topics is not a suite folder: it has test.jsonl, "
-                                  "config.yaml but no job_description.json")])
+    result.stderr.fnmatch_lines(
+        [
+            (
+                "ERROR: pytest-distill: suites/topics is not a suite folder: it has test.jsonl, "
+                "config.yaml but no job_description.json"
+            )
+        ]
+    )
 
 
 def test_equal_pass_rates_route_the_same_serial_and_xdist(pytester, server):
     # Identical answers and the same hourly price: only the name can break the tie, never timing.
-    distill_project(pytester, server, {"zeta": {"spec": "correct", "gpu_hourly_usd": 1.0},
-                                       "alpha": {"spec": "correct", "gpu_hourly_usd": 1.0}})
+    distill_project(
+        pytester,
+        server,
+        {"zeta": {"spec": "correct", "gpu_hourly_usd": 1.0}, "alpha": {"spec": "correct", "gpu_hourly_usd": 1.0}},
+    )
     routes = []
     for workers in ([], ["-n", "2"]):
         result = pytester.runpytest("suites", "--model=zeta", "--model=alpha", "-p", "no:cacheprovider", *workers)

@@ -20,6 +20,7 @@ from helpers.recorded import TOOLS, RecordedServer, reply, run_complete
 
 KEY = "sk-ant-test-0123456789"
 
+
 @pytest.fixture
 def server():
     with RecordedServer() as srv:
@@ -40,9 +41,12 @@ def entry(server: RecordedServer, name: str = "claude-haiku-4.5", **fields):
 
 
 def classify_request(**changes) -> Request:
-    return Request(messages=({"role": "user", "content": "Where is my new card?"},), system="Classify.",
-                   constraint=OutputConstraint(kind="choice", choices=("card_arrival", "lost_card")),
-                   max_tokens=64).with_params(**changes)
+    return Request(
+        messages=({"role": "user", "content": "Where is my new card?"},),
+        system="Classify.",
+        constraint=OutputConstraint(kind="choice", choices=("card_arrival", "lost_card")),
+        max_tokens=64,
+    ).with_params(**changes)
 
 
 def test_success_maps_request_reply_usage_and_cost(server):
@@ -101,8 +105,9 @@ def test_tool_use_and_multi_turn_history(server):
     completion = run_complete(create_provider(entry(server)), request)
 
     body = server.requests[0]["json"]
-    assert body["tools"] == [{"name": "set_light", "description": "Switch a light",
-                              "input_schema": TOOLS[0]["function"]["parameters"]}]
+    assert body["tools"] == [
+        {"name": "set_light", "description": "Switch a light", "input_schema": TOOLS[0]["function"]["parameters"]}
+    ]
     assert body["tool_choice"] == {"type": "any"}
     _user1, assistant, user2 = body["messages"]
     assert assistant["role"] == "assistant"
@@ -110,7 +115,11 @@ def test_tool_use_and_multi_turn_history(server):
     assert tool_use["type"] == "tool_use" and tool_use["input"] == {"room": "hall", "state": "on"}
     # the synthetic result comes first in the next user turn, then the user's text
     assert user2["role"] == "user"
-    assert user2["content"][0] == {"type": "tool_result", "tool_use_id": tool_use["id"], "content": SYNTHETIC_TOOL_RESULT}
+    assert user2["content"][0] == {
+        "type": "tool_result",
+        "tool_use_id": tool_use["id"],
+        "content": SYNTHETIC_TOOL_RESULT,
+    }
     assert user2["content"][1] == {"type": "text", "text": "and the kitchen"}
 
     assert completion.tool_calls == [ToolCall("set_light", {"room": "kitchen", "state": "on"})]
@@ -119,16 +128,29 @@ def test_tool_use_and_multi_turn_history(server):
 
 
 def test_tool_results_in_history_are_kept():
-    messages, systems = to_anthropic([
-        {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": "lights on"},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_9", "type": "function", "function": {"name": "set_light", "arguments": '{"room": "hall"}'}}]},
-        {"role": "tool", "tool_call_id": "call_9", "content": '{"status": "done"}'},
-    ])
+    messages, systems = to_anthropic(
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "lights on"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_9",
+                        "type": "function",
+                        "function": {"name": "set_light", "arguments": '{"room": "hall"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_9", "content": '{"status": "done"}'},
+        ]
+    )
     assert systems == ["Be brief."]
-    assert messages[-1] == {"role": "user", "content": [
-        {"type": "tool_result", "tool_use_id": "call_9", "content": '{"status": "done"}'}]}
+    assert messages[-1] == {
+        "role": "user",
+        "content": [{"type": "tool_result", "tool_use_id": "call_9", "content": '{"status": "done"}'}],
+    }
 
 
 def test_refusal(server):
@@ -176,9 +198,15 @@ def test_a_key_echoed_in_an_error_or_an_answer_never_gets_out(server, fresh_secr
 
     def answer(request):
         answer = reply("anthropic", "tool_use")
-        answer["body"]["content"] = [{"type": "text", "text": "you sent " + echoed(request)},
-                                     {"type": "tool_use", "id": "toolu_1", "name": "set_light",
-                                      "input": {"room": echoed(request), "state": "on"}}]
+        answer["body"]["content"] = [
+            {"type": "text", "text": "you sent " + echoed(request)},
+            {
+                "type": "tool_use",
+                "id": "toolu_1",
+                "name": "set_light",
+                "input": {"room": echoed(request), "state": "on"},
+            },
+        ]
         return answer
 
     server.responder = error

@@ -18,8 +18,16 @@ def test_claude_and_smollm2_repeated_with_variance_and_cost(pytester, monkeypatc
         # Claude answers right, except the first example's third time: it flips.
         server.responder = LabelResponder("anthropic", answers, wrong_on={first: {3}})
         make_project(pytester, f'["claude-haiku-4.5"]\nbase_url = "{server.url}"\n')
-        result = pytester.runpytest("suites/banking77", "--model=claude-haiku-4.5", "--model=smollm2-135m",
-                                    "--repeat=3", "--limit=3", "-p", "no:randomly", "-v")
+        result = pytester.runpytest(
+            "suites/banking77",
+            "--model=claude-haiku-4.5",
+            "--model=smollm2-135m",
+            "--repeat=3",
+            "--limit=3",
+            "-p",
+            "no:randomly",
+            "-v",
+        )
         sent = [r["json"] for r in server.requests]
 
     assert len(sent) == 9  # 3 examples x 3 repetitions: each repetition is its own request
@@ -41,10 +49,12 @@ def test_claude_and_smollm2_repeated_with_variance_and_cost(pytester, monkeypatc
     assert re.fullmatch(r"\d+\.\d±0\.0%", smol["pass rate"]) and smol["flips"] == "0"
     assert smol["$/req"].startswith("$") and smol["$/1M req"].startswith("$")
     assert re.fullmatch(r"\$2\.40/h GPU / \d+\.\d\d req/s measured in this run at c=1", smol["cost basis"])
-    result.stdout.fnmatch_lines([
-        "self-hosted cost = GPU $/hour (gpu_hourly_usd, default $2.40) / (requests/s x 3600); requests/s = *",
-        "API cost per request = *",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "self-hosted cost = GPU $/hour (gpu_hourly_usd, default $2.40) / (requests/s x 3600); requests/s = *",
+            "API cost per request = *",
+        ]
+    )
 
 
 # --- the cost formulas and the summary's columns -----------------------------------

@@ -19,6 +19,7 @@ from helpers.recorded import TOOLS, RecordedServer, reply, run_complete
 
 KEY = "AIza-test-0123456789"
 
+
 @pytest.fixture
 def server():
     with RecordedServer() as srv:
@@ -40,9 +41,13 @@ def entry(server: RecordedServer, name: str = "gemini-2.5-flash", **fields):
 
 
 def classify_request(**changes) -> Request:
-    return Request(messages=({"role": "user", "content": "Where is my new card?"},), system="Classify.",
-                   constraint=OutputConstraint(kind="choice", choices=("card_arrival", "lost_card")),
-                   max_tokens=64, seed=3).with_params(**changes)
+    return Request(
+        messages=({"role": "user", "content": "Where is my new card?"},),
+        system="Classify.",
+        constraint=OutputConstraint(kind="choice", choices=("card_arrival", "lost_card")),
+        max_tokens=64,
+        seed=3,
+    ).with_params(**changes)
 
 
 def test_success_maps_request_reply_usage_and_cost(server):
@@ -99,8 +104,10 @@ def test_function_call_and_multi_turn_history(server):
     assert declaration["parameters_json_schema"] == TOOLS[0]["function"]["parameters"]
     assert body["toolConfig"] == {"functionCallingConfig": {"mode": "AUTO"}}
     _user1, model, user2 = body["contents"]
-    assert model == {"role": "model", "parts": [{"functionCall": {"name": "set_light",
-                                                                 "args": {"room": "hall", "state": "on"}}}]}
+    assert model == {
+        "role": "model",
+        "parts": [{"functionCall": {"name": "set_light", "args": {"room": "hall", "state": "on"}}}],
+    }
     assert user2["parts"][0] == {"functionResponse": {"name": "set_light", "response": {"status": "ok"}}}
     assert user2["parts"][1] == {"text": "and the kitchen"}
 
@@ -110,16 +117,22 @@ def test_function_call_and_multi_turn_history(server):
 
 
 def test_tool_result_history_and_system_messages():
-    contents, systems = to_gemini([
-        {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": "lights on"},
-        {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
-                                              "function": {"name": "set_light", "arguments": "{}"}}]},
-        {"role": "tool", "tool_call_id": "c1", "content": "done"},
-    ])
+    contents, systems = to_gemini(
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "lights on"},
+            {
+                "role": "assistant",
+                "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "set_light", "arguments": "{}"}}],
+            },
+            {"role": "tool", "tool_call_id": "c1", "content": "done"},
+        ]
+    )
     assert systems == ["Be brief."]
-    assert contents[-1] == {"role": "user", "parts": [{"function_response": {"name": "set_light",
-                                                                             "response": {"result": "done"}}}]}
+    assert contents[-1] == {
+        "role": "user",
+        "parts": [{"function_response": {"name": "set_light", "response": {"result": "done"}}}],
+    }
 
 
 @pytest.mark.parametrize("fixture", ["safety", "prompt_blocked"])
@@ -172,7 +185,8 @@ def test_a_key_echoed_in_an_error_or_an_answer_never_gets_out(server, fresh_secr
         answer = reply("gemini", "tool_call")
         answer["body"]["candidates"][0]["content"]["parts"] = [
             {"text": "you sent " + echoed(request)},
-            {"functionCall": {"name": "set_light", "args": {"room": echoed(request), "state": "on"}}}]
+            {"functionCall": {"name": "set_light", "args": {"room": echoed(request), "state": "on"}}},
+        ]
         return answer
 
     server.responder = error
@@ -196,8 +210,9 @@ def _no_parts(body):
     body["candidates"][0]["content"] = {"role": "model"}
 
 
-@pytest.mark.parametrize(("change", "reason"), [(_no_candidates, "no candidates"),
-                                                (_no_parts, "the candidate has no parts")])
+@pytest.mark.parametrize(
+    ("change", "reason"), [(_no_candidates, "no candidates"), (_no_parts, "the candidate has no parts")]
+)
 def test_a_reply_without_an_answer_is_an_error(server, change, reason):
     answer = reply("gemini", "success")
     change(answer["body"])

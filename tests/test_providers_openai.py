@@ -22,6 +22,7 @@ from helpers.recorded import TOOLS, RecordedServer, reply, run_complete
 KEY = "sk-test-openai-0123456789"
 XKEY = "xai-test-0123456789"
 
+
 @pytest.fixture
 def server():
     with RecordedServer() as srv:
@@ -43,9 +44,13 @@ def entry(name: str, server: RecordedServer, **fields):
 
 
 def classify_request(**changes) -> Request:
-    request = Request(messages=({"role": "user", "content": "Where is my new card?"},), system="Classify.",
-                      constraint=OutputConstraint(kind="choice", choices=("card_arrival", "lost_card")),
-                      max_tokens=64, seed=7)
+    request = Request(
+        messages=({"role": "user", "content": "Where is my new card?"},),
+        system="Classify.",
+        constraint=OutputConstraint(kind="choice", choices=("card_arrival", "lost_card")),
+        max_tokens=64,
+        seed=7,
+    )
     return request.with_params(**changes)
 
 
@@ -194,10 +199,23 @@ def test_project_models_file_overrides_and_adds_entries(tmp_path, server):
 
 def test_built_in_frontier_entries_are_priced_and_dated():
     registry = Registry()
-    frontier = [registry.get(n) for n in registry.names() if registry.get(n).provider in ("openai", "xai", "anthropic", "gemini")]
-    assert {e.name for e in frontier} >= {"gpt-5-nano", "gpt-5-mini", "gpt-5.2", "gemini-2.5-flash-lite",
-                                          "gemini-2.5-flash", "claude-haiku-4.5", "claude-sonnet-4.6",
-                                          "claude-opus-4.6", "grok-4.1-fast", "grok-4"}
+    frontier = [
+        registry.get(n)
+        for n in registry.names()
+        if registry.get(n).provider in ("openai", "xai", "anthropic", "gemini")
+    ]
+    assert {e.name for e in frontier} >= {
+        "gpt-5-nano",
+        "gpt-5-mini",
+        "gpt-5.2",
+        "gemini-2.5-flash-lite",
+        "gemini-2.5-flash",
+        "claude-haiku-4.5",
+        "claude-sonnet-4.6",
+        "claude-opus-4.6",
+        "grok-4.1-fast",
+        "grok-4",
+    }
     for e in frontier:
         assert e.price_input and e.price_output and e.price_cached_input is not None, e.name
         assert e.prices_as_of and e.price_source, e.name
@@ -246,8 +264,13 @@ def local_entry(server: RecordedServer, monkeypatch, credentials: bool = False):
 
     monkeypatch.setenv("LOCAL_SERVER_KEY", LOCAL_KEY)
     host = server.url.removeprefix("http://")
-    return ModelEntry(name="local", provider="openai-compatible", model="m", api_key_env="LOCAL_SERVER_KEY",
-                      base_url=f"http://{f'distill:{PASSWORD}@' if credentials else ''}{host}/v1")
+    return ModelEntry(
+        name="local",
+        provider="openai-compatible",
+        model="m",
+        api_key_env="LOCAL_SERVER_KEY",
+        base_url=f"http://{f'distill:{PASSWORD}@' if credentials else ''}{host}/v1",
+    )
 
 
 BASIC = __import__("base64").b64encode(f"distill:{PASSWORD}".encode()).decode()
@@ -298,8 +321,9 @@ def test_credentials_in_base_url_never_reach_errors_or_answers(server, monkeypat
     assert sent_any(server, BASIC)  # httpx sent the URL's credentials as Basic auth
     assert_clean(str(info.value), secrets_of(LOCAL_KEY))
     server.responder = echo_in_answer
-    completion = run_complete(create_provider(local_entry(server, monkeypatch, credentials=True)),
-                              classify_request(constraint=None))
+    completion = run_complete(
+        create_provider(local_entry(server, monkeypatch, credentials=True)), classify_request(constraint=None)
+    )
     assert_clean(completion.text, secrets_of(LOCAL_KEY))
 
 
@@ -319,6 +343,7 @@ def without_answer(change):
         answer = reply("openai", "success")
         change(answer["body"])
         return answer
+
     return respond
 
 
@@ -331,8 +356,9 @@ def _no_choices(body):
 
 
 @pytest.mark.parametrize("kind", ["openai-compatible", "openai"])
-@pytest.mark.parametrize(("change", "reason"), [(_null_content, "content is null and there are no tool calls"),
-                                                (_no_choices, "no choices")])
+@pytest.mark.parametrize(
+    ("change", "reason"), [(_null_content, "content is null and there are no tool calls"), (_no_choices, "no choices")]
+)
 def test_a_reply_without_an_answer_is_an_error(server, monkeypatch, kind, change, reason):
     server.responder = without_answer(change)
     e = local_entry(server, monkeypatch) if kind == "openai-compatible" else entry("gpt-5-nano", server)

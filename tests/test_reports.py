@@ -27,10 +27,15 @@ def server():
 
 
 def two_model_report(pytester, server, *args, out="out"):
-    distill_project(pytester, server, {"good": "correct", "half": {"spec": "even", "gpu_hourly_usd": 0.01}},
-                    suites={"topics": GATED})
-    result = pytester.runpytest("suites", "-p", "no:cacheprovider", "--model=good", "--model=half",
-                                f"--distill-report={out}", *args)
+    distill_project(
+        pytester,
+        server,
+        {"good": "correct", "half": {"spec": "even", "gpu_hourly_usd": 0.01}},
+        suites={"topics": GATED},
+    )
+    result = pytester.runpytest(
+        "suites", "-p", "no:cacheprovider", "--model=good", "--model=half", f"--distill-report={out}", *args
+    )
     return result, json.loads((pytester.path / out / "results.json").read_text())
 
 
@@ -48,8 +53,10 @@ def test_results_json_validates_and_holds_the_run(pytester, server):
     assert len(doc["records"]) == 16 and {r["outcome"] for r in doc["records"]} == {"pass", "miss"}
     assert [(s["model"], s["pass_rate"]) for s in doc["summaries"]] == [("good", 1.0), ("half", 0.5)]
     assert doc["summaries"][1]["gate"]["passed"] and doc["summaries"][1]["cost"]["per_request"] > 0
-    assert doc["suites"]["topics"] == {"path": "suites/topics",
-                                       "gate": {"min_pass_rate": 0.5, "max_error_rate": None, "max_regression": None}}
+    assert doc["suites"]["topics"] == {
+        "path": "suites/topics",
+        "gate": {"min_pass_rate": 0.5, "max_error_rate": None, "max_regression": None},
+    }
     assert doc["run"]["models"] == ["good", "half"] and doc["run"]["repeat"] == 1 and doc["run"]["workers"] == 0
     assert doc["run"]["exit_status"] == 0 and "--model=half" in doc["run"]["args"]
     assert doc["versions"]["pytest-distill"] and doc["versions"]["pytest"] and doc["versions"]["python"]
@@ -57,8 +64,9 @@ def test_results_json_validates_and_holds_the_run(pytester, server):
     assert doc["comparisons"][0]["best"] == "good" and doc["comparisons"][0]["ranking"][1]["significant"] is False
     miss = next(r for r in doc["records"] if r["outcome"] == "miss")
     assert miss["output"].startswith("not-") and miss["expected"] and miss["nodeid"].endswith("]")
-    result.stdout.fnmatch_lines(["distill report: */out/results.json", "distill report: */out/report.html",
-                                 "distill report: */out/summary.md"])
+    result.stdout.fnmatch_lines(
+        ["distill report: */out/results.json", "distill report: */out/report.html", "distill report: */out/summary.md"]
+    )
 
 
 def test_schema_rejects_a_broken_document(pytester, server):
@@ -79,8 +87,9 @@ def test_serial_and_xdist_write_the_same_results(pytester, server):
     def numbers(doc):
         records = [{k: v for k, v in r.items() if k not in TIMING} for r in doc["records"]]
         summaries = [{k: v for k, v in s.items() if not k.startswith(("latency", "cost"))} for s in doc["summaries"]]
-        ranking = [{k: v for k, v in r.items() if k != "cost_per_request"}
-                   for c in doc["comparisons"] for r in c["ranking"]]
+        ranking = [
+            {k: v for k, v in r.items() if k != "cost_per_request"} for c in doc["comparisons"] for r in c["ranking"]
+        ]
         return records, summaries, doc["gates"], ranking
 
     assert numbers(serial) == numbers(parallel)
@@ -88,8 +97,17 @@ def test_serial_and_xdist_write_the_same_results(pytester, server):
 
 def test_results_never_hold_keys(pytester, server, monkeypatch):
     monkeypatch.setenv("FAKE_PROVIDER_KEY", "sk-live-do-not-leak")
-    distill_project(pytester, server, {"keyed": {"spec": "correct", "api_key_env": "FAKE_PROVIDER_KEY",
-                                                 "params": {"api_key": "sk-param-do-not-leak", "top_k": 1}}})
+    distill_project(
+        pytester,
+        server,
+        {
+            "keyed": {
+                "spec": "correct",
+                "api_key_env": "FAKE_PROVIDER_KEY",
+                "params": {"api_key": "sk-param-do-not-leak", "top_k": 1},
+            }
+        },
+    )
     result = pytester.runpytest("suites", "-p", "no:cacheprovider", "--model=keyed", "--distill-report=out")
     assert result.ret == 0
     text = "".join((pytester.path / "out" / name).read_text() for name in ("results.json", "report.html", "summary.md"))
@@ -100,13 +118,20 @@ def test_results_never_hold_keys(pytester, server, monkeypatch):
 
 
 def test_redact():
-    entry = {"api_key_env": "OPENAI_API_KEY", "max_tokens": 64, "params": {"Authorization": "Bearer x", "seed": 1},
-             "serve_args": ["--api-key", "abc", "--port", "8000", "--api-key=def"],
-             "base_url": "https://user:pw@host.example:8443/v1"}
-    assert redact(entry) == {"api_key_env": "OPENAI_API_KEY", "max_tokens": 64,
-                             "params": {"Authorization": REDACTED, "seed": 1},
-                             "serve_args": ["--api-key", REDACTED, "--port", "8000", f"--api-key={REDACTED}"],
-                             "base_url": "https://host.example:8443/v1"}
+    entry = {
+        "api_key_env": "OPENAI_API_KEY",
+        "max_tokens": 64,
+        "params": {"Authorization": "Bearer x", "seed": 1},
+        "serve_args": ["--api-key", "abc", "--port", "8000", "--api-key=def"],
+        "base_url": "https://user:pw@host.example:8443/v1",
+    }
+    assert redact(entry) == {
+        "api_key_env": "OPENAI_API_KEY",
+        "max_tokens": 64,
+        "params": {"Authorization": REDACTED, "seed": 1},
+        "serve_args": ["--api-key", REDACTED, "--port", "8000", f"--api-key={REDACTED}"],
+        "base_url": "https://host.example:8443/v1",
+    }
 
 
 def test_summary_markdown_and_github_step_summary(pytester, server, monkeypatch):

@@ -63,14 +63,30 @@ def test_keys_never_appear_in_any_output(pytester, monkeypatch, model, echo):
             return echoing_error(api, key, retryable=calls["n"] <= 2)
 
         server.responder = respond
-        make_project(pytester, f'["{model}"]\n{NEW_ENTRIES.get(model, "")}base_url = "{server.url}{suffix}"\n'
-                               'max_retries = 1\n')
-        args = ["suites/banking77", f"--model={model}", "--limit=3", "-p", "no:randomly", "-v", "-rA",
-                "--junitxml=junit.xml", "--log-level=DEBUG", "--log-file=run.log", "--log-file-level=DEBUG",
-                "--distill-cache=.cache", "--distill-report=report"]
+        make_project(
+            pytester, f'["{model}"]\n{NEW_ENTRIES.get(model, "")}base_url = "{server.url}{suffix}"\nmax_retries = 1\n'
+        )
+        args = [
+            "suites/banking77",
+            f"--model={model}",
+            "--limit=3",
+            "-p",
+            "no:randomly",
+            "-v",
+            "-rA",
+            "--junitxml=junit.xml",
+            "--log-level=DEBUG",
+            "--log-file=run.log",
+            "--log-file-level=DEBUG",
+            "--distill-cache=.cache",
+            "--distill-report=report",
+        ]
         result = pytester.runpytest(*args)
-        assert any(request["headers"].get(h, "").endswith(key) for request in server.requests
-                   for h in ("authorization", "x-api-key", "x-goog-api-key")), "the key was sent"
+        assert any(
+            request["headers"].get(h, "").endswith(key)
+            for request in server.requests
+            for h in ("authorization", "x-api-key", "x-goog-api-key")
+        ), "the key was sent"
 
     if echo == "answer":
         result.assert_outcomes(failed=3)  # misses: the answer is not a label
@@ -87,12 +103,15 @@ def test_keys_never_appear_in_any_output(pytester, monkeypatch, model, echo):
     assert key[:12] not in output
 
 
-@pytest.mark.parametrize(("model", "variables"), [
-    ("claude-haiku-4.5", "ANTHROPIC_API_KEY"),
-    ("gpt-5-nano", "OPENAI_API_KEY"),
-    ("grok-4", "XAI_API_KEY"),
-    ("gemini-2.5-flash-lite", "GOOGLE_API_KEY or GEMINI_API_KEY"),
-])
+@pytest.mark.parametrize(
+    ("model", "variables"),
+    [
+        ("claude-haiku-4.5", "ANTHROPIC_API_KEY"),
+        ("gpt-5-nano", "OPENAI_API_KEY"),
+        ("grok-4", "XAI_API_KEY"),
+        ("gemini-2.5-flash-lite", "GOOGLE_API_KEY or GEMINI_API_KEY"),
+    ],
+)
 def test_a_missing_key_stops_the_run_in_one_line(pytester, monkeypatch, model, variables):
     for name in ALL_KEY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
@@ -100,8 +119,9 @@ def test_a_missing_key_stops_the_run_in_one_line(pytester, monkeypatch, model, v
     result = pytester.runpytest("suites/banking77", "--model=smollm2-135m", f"--model={model}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     errors = [line for line in result.stderr.lines if line.strip()]
-    assert errors == [(f"ERROR: pytest-distill: model '{model}' needs an API key: "
-                       f"set the environment variable {variables}")]
+    assert errors == [
+        (f"ERROR: pytest-distill: model '{model}' needs an API key: set the environment variable {variables}")
+    ]
     assert "Traceback" not in result.stdout.str()
 
 
@@ -109,13 +129,17 @@ def test_secret_serve_settings_are_masked_in_reports_and_logs():
     from pytest_distill.core import redact
     from pytest_distill.models.registry import ModelEntry
 
-    entry = ModelEntry(name="m", provider="vllm", model="org/gated", serve_env={"HF_TOKEN": "hf_secret_123"},
-                       serve_args=["--api-key", "sk-local-1", "--dtype=float32", "--hf-token=hf_secret_123"])
+    entry = ModelEntry(
+        name="m",
+        provider="vllm",
+        model="org/gated",
+        serve_env={"HF_TOKEN": "hf_secret_123"},
+        serve_args=["--api-key", "sk-local-1", "--dtype=float32", "--hf-token=hf_secret_123"],
+    )
     shown = repr(entry.public_dict())
     assert "hf_secret_123" not in shown and "sk-local-1" not in shown
     assert entry.public_dict()["serve_env"] == {"HF_TOKEN": "[REDACTED]"}
-    assert redact.args(entry.serve_args) == ["--api-key", "[REDACTED]", "--dtype=float32",
-                                                  "--hf-token=[REDACTED]"]
+    assert redact.args(entry.serve_args) == ["--api-key", "[REDACTED]", "--dtype=float32", "--hf-token=[REDACTED]"]
 
 
 def test_the_registry_registers_every_secret_it_learns(tmp_path, monkeypatch):
@@ -130,17 +154,26 @@ def test_the_registry_registers_every_secret_it_learns(tmp_path, monkeypatch):
     monkeypatch.setenv("MY_PROXY_KEY", "proxy-key-123456")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-builtin-987654")
     models = tmp_path / "models.toml"
-    models.write_text('[proxy]\nprovider = "openai"\nmodel = "m"\napi_key_env = "MY_PROXY_KEY"\n'
-                      'base_url = "https://me:url-pass-777@proxy.example/v1"\n'
-                      'params = { api_token = "param-token-555" }\n\n'
-                      '[served]\nprovider = "vllm"\nmodel = "org/m"\n'
-                      'serve_args = ["--api-key", "serve-key-333", "--hf-token=hf-token-222"]\n'
-                      'serve_env = { HF_TOKEN = "hf-env-token-111" }\n')
+    models.write_text(
+        '[proxy]\nprovider = "openai"\nmodel = "m"\napi_key_env = "MY_PROXY_KEY"\n'
+        'base_url = "https://me:url-pass-777@proxy.example/v1"\n'
+        'params = { api_token = "param-token-555" }\n\n'
+        '[served]\nprovider = "vllm"\nmodel = "org/m"\n'
+        'serve_args = ["--api-key", "serve-key-333", "--hf-token=hf-token-222"]\n'
+        'serve_env = { HF_TOKEN = "hf-env-token-111" }\n'
+    )
     try:
         Registry(models)
-        secrets = ["proxy-key-123456", "sk-ant-builtin-987654", "url-pass-777", "param-token-555",
-                   "serve-key-333", "hf-token-222", "hf-env-token-111",
-                   base64.b64encode(b"me:url-pass-777").decode()]
+        secrets = [
+            "proxy-key-123456",
+            "sk-ant-builtin-987654",
+            "url-pass-777",
+            "param-token-555",
+            "serve-key-333",
+            "hf-token-222",
+            "hf-env-token-111",
+            base64.b64encode(b"me:url-pass-777").decode(),
+        ]
         shown = redact.text(" ".join(secrets))
         assert shown == " ".join(["[REDACTED]"] * len(secrets))
     finally:

@@ -7,8 +7,8 @@ import csv
 import json
 
 import pytest
-from conftest import ROOT
 
+from conftest import ROOT
 from pytest_distill.suite import TaskType, load_suite
 
 SUITES_DIR = ROOT / "suites"

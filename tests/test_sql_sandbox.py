@@ -72,19 +72,22 @@ def _miss(predicted: str) -> str:
 # --- through the scorer: every case is a miss with a reason --------------------
 
 
-@pytest.mark.parametrize(("predicted", "reason"), [
-    ("DROP TABLE products", "only a SELECT or WITH statement may run, got 'DROP'"),
-    ("SELECT 1; DROP TABLE products", "more than one statement"),
-    ("SELECT COUNT(*) FROM products; SELECT 1", "more than one statement"),
-    ("ATTACH DATABASE '/tmp/distill-evil.db' AS evil", "only a SELECT or WITH statement may run"),
-    ("PRAGMA writable_schema = ON", "only a SELECT or WITH statement may run"),
-    ("WITH x AS (SELECT 1) DELETE FROM products", "not allowed: delete products"),
-    ("WITH x AS (SELECT 1) INSERT INTO products (name) SELECT 'x' FROM x", "not allowed: insert products"),
-    ("SELECT load_extension('/tmp/evil.so')", "not allowed: function load_extension()"),
-    ("SELECT length(randomblob(2000000000))", "string or blob too big"),
-    ("", "empty query"),
-    ("SELECT nope FROM products", "no such column: nope"),
-])
+@pytest.mark.parametrize(
+    ("predicted", "reason"),
+    [
+        ("DROP TABLE products", "only a SELECT or WITH statement may run, got 'DROP'"),
+        ("SELECT 1; DROP TABLE products", "more than one statement"),
+        ("SELECT COUNT(*) FROM products; SELECT 1", "more than one statement"),
+        ("ATTACH DATABASE '/tmp/distill-evil.db' AS evil", "only a SELECT or WITH statement may run"),
+        ("PRAGMA writable_schema = ON", "only a SELECT or WITH statement may run"),
+        ("WITH x AS (SELECT 1) DELETE FROM products", "not allowed: delete products"),
+        ("WITH x AS (SELECT 1) INSERT INTO products (name) SELECT 'x' FROM x", "not allowed: insert products"),
+        ("SELECT load_extension('/tmp/evil.so')", "not allowed: function load_extension()"),
+        ("SELECT length(randomblob(2000000000))", "string or blob too big"),
+        ("", "empty query"),
+        ("SELECT nope FROM products", "no such column: nope"),
+    ],
+)
 def test_rejected_queries_are_misses(predicted, reason):
     assert reason in _miss(predicted)
 
@@ -116,19 +119,22 @@ def test_the_step_limit_is_deterministic_not_wall_clock(db):
 # --- the authorizer alone denies everything but reads ---------------------------
 
 
-@pytest.mark.parametrize(("sql", "denied"), [
-    ("DROP TABLE products", "delete sqlite_master"),  # SQLite asks about its catalog first
-    ("DELETE FROM products", "delete products"),
-    ("UPDATE products SET price = 0", "update products"),
-    ("INSERT INTO products (name) VALUES ('x')", "insert products"),
-    ("CREATE TABLE t (x)", "insert sqlite_master"),
-    ("CREATE TEMP TABLE t AS SELECT 1", "insert sqlite_temp_master"),
-    ("CREATE VIEW v AS SELECT 1", "insert sqlite_master"),
-    ("ATTACH DATABASE ':memory:' AS other", "attach"),
-    ("PRAGMA query_only = OFF", "pragma query_only"),
-    ("BEGIN", "transaction"),
-    ("SELECT load_extension('x')", "function load_extension()"),
-])
+@pytest.mark.parametrize(
+    ("sql", "denied"),
+    [
+        ("DROP TABLE products", "delete sqlite_master"),  # SQLite asks about its catalog first
+        ("DELETE FROM products", "delete products"),
+        ("UPDATE products SET price = 0", "update products"),
+        ("INSERT INTO products (name) VALUES ('x')", "insert products"),
+        ("CREATE TABLE t (x)", "insert sqlite_master"),
+        ("CREATE TEMP TABLE t AS SELECT 1", "insert sqlite_temp_master"),
+        ("CREATE VIEW v AS SELECT 1", "insert sqlite_master"),
+        ("ATTACH DATABASE ':memory:' AS other", "attach"),
+        ("PRAGMA query_only = OFF", "pragma query_only"),
+        ("BEGIN", "transaction"),
+        ("SELECT load_extension('x')", "function load_extension()"),
+    ],
+)
 def test_the_authorizer_denies_all_but_reads(db, sql, denied):
     before = _count(db)
     with pytest.raises(QueryRejected) as info:
@@ -138,8 +144,9 @@ def test_the_authorizer_denies_all_but_reads(db, sql, denied):
 
 
 def test_reads_recursion_and_functions_are_allowed(db):
-    assert _guarded(db, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3) "
-                        "SELECT group_concat(x) FROM c") == [("1,2,3",)]
+    assert _guarded(
+        db, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3) SELECT group_concat(x) FROM c"
+    ) == [("1,2,3",)]
     # the guarded count equals one made in Python from the rows (the generator plants 'Shoes')
     shoes = sum(1 for (category,) in db.execute("SELECT category FROM products") if (category or "").upper() == "SHOES")
     assert shoes > 0
@@ -161,13 +168,16 @@ def test_databases_live_in_memory_only(db):
 # --- the model's output ---------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "sql"), [
-    ("```sql\nSELECT 1;\n```", "SELECT 1"),
-    ("```\nSELECT 1\n```", "SELECT 1"),
-    ("Here it is:\n```sqlite\nSELECT 2;;\n```\nDone.", "SELECT 2"),
-    ("  SELECT 3 ;  ", "SELECT 3"),
-    ("<think>which table?</think>\nSELECT 4", "SELECT 4"),
-])
+@pytest.mark.parametrize(
+    ("text", "sql"),
+    [
+        ("```sql\nSELECT 1;\n```", "SELECT 1"),
+        ("```\nSELECT 1\n```", "SELECT 1"),
+        ("Here it is:\n```sqlite\nSELECT 2;;\n```\nDone.", "SELECT 2"),
+        ("  SELECT 3 ;  ", "SELECT 3"),
+        ("<think>which table?</think>\nSELECT 4", "SELECT 4"),
+    ],
+)
 def test_extract_sql_strips_fences_and_semicolons(text, sql):
     assert extract_sql(text) == sql
 

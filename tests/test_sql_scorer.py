@@ -50,52 +50,88 @@ def _same(reference: str, predicted: str) -> bool:
 # --- equivalence -------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("reference", "predicted"), [
-    # aliases, case and formatting
-    ("SELECT COUNT(*) FROM products WHERE category = 'Shoes'",
-     "select count(id) as n\nfrom products p where p.category='Shoes'"),
-    # columns in another order
-    ("SELECT category, AVG(price) FROM products GROUP BY category",
-     "SELECT AVG(price) AS avg_price, category FROM products GROUP BY category"),
-    # the same number computed another way (floating point differs in the last bits)
-    ("SELECT category, AVG(price) FROM products GROUP BY category",
-     "SELECT category, SUM(price) / COUNT(price) FROM products GROUP BY category"),
-    # a join written as a join or as a WHERE
-    ("SELECT p.name, v.name FROM products p JOIN vendors v ON p.vendor_id = v.id",
-     "SELECT products.name, vendors.name FROM vendors, products WHERE products.vendor_id = vendors.id"),
-    # IN vs OR; BETWEEN vs two comparisons
-    ("SELECT name FROM products WHERE category IN ('Shoes', 'Hats')",
-     "SELECT name FROM products WHERE category = 'Hats' OR category = 'Shoes'"),
-    ("SELECT name FROM products WHERE price BETWEEN 20 AND 40",
-     "SELECT name FROM products WHERE price >= 20 AND price <= 40"),
-    # an unordered reference accepts any order
-    ("SELECT name FROM products WHERE stock_quantity = 0",
-     "SELECT name FROM products WHERE stock_quantity = 0 ORDER BY name DESC"),
-    # a subquery vs a join
-    ("SELECT name FROM vendors WHERE id IN (SELECT vendor_id FROM products WHERE category = 'Shoes')",
-     "SELECT DISTINCT v.name FROM vendors v JOIN products p ON p.vendor_id = v.id WHERE p.category = 'Shoes'"),
-    # dates as ISO text
-    ("SELECT COUNT(*) FROM products WHERE added_on >= '2024-01-01' AND added_on < '2025-01-01'",
-     "SELECT COUNT(*) FROM products WHERE strftime('%Y', added_on) = '2024'"),
-])
+@pytest.mark.parametrize(
+    ("reference", "predicted"),
+    [
+        # aliases, case and formatting
+        (
+            "SELECT COUNT(*) FROM products WHERE category = 'Shoes'",
+            "select count(id) as n\nfrom products p where p.category='Shoes'",
+        ),
+        # columns in another order
+        (
+            "SELECT category, AVG(price) FROM products GROUP BY category",
+            "SELECT AVG(price) AS avg_price, category FROM products GROUP BY category",
+        ),
+        # the same number computed another way (floating point differs in the last bits)
+        (
+            "SELECT category, AVG(price) FROM products GROUP BY category",
+            "SELECT category, SUM(price) / COUNT(price) FROM products GROUP BY category",
+        ),
+        # a join written as a join or as a WHERE
+        (
+            "SELECT p.name, v.name FROM products p JOIN vendors v ON p.vendor_id = v.id",
+            "SELECT products.name, vendors.name FROM vendors, products WHERE products.vendor_id = vendors.id",
+        ),
+        # IN vs OR; BETWEEN vs two comparisons
+        (
+            "SELECT name FROM products WHERE category IN ('Shoes', 'Hats')",
+            "SELECT name FROM products WHERE category = 'Hats' OR category = 'Shoes'",
+        ),
+        (
+            "SELECT name FROM products WHERE price BETWEEN 20 AND 40",
+            "SELECT name FROM products WHERE price >= 20 AND price <= 40",
+        ),
+        # an unordered reference accepts any order
+        (
+            "SELECT name FROM products WHERE stock_quantity = 0",
+            "SELECT name FROM products WHERE stock_quantity = 0 ORDER BY name DESC",
+        ),
+        # a subquery vs a join
+        (
+            "SELECT name FROM vendors WHERE id IN (SELECT vendor_id FROM products WHERE category = 'Shoes')",
+            "SELECT DISTINCT v.name FROM vendors v JOIN products p ON p.vendor_id = v.id WHERE p.category = 'Shoes'",
+        ),
+        # dates as ISO text
+        (
+            "SELECT COUNT(*) FROM products WHERE added_on >= '2024-01-01' AND added_on < '2025-01-01'",
+            "SELECT COUNT(*) FROM products WHERE strftime('%Y', added_on) = '2024'",
+        ),
+    ],
+)
 def test_equivalent_queries_pass(reference, predicted):
     score = execution_match(SHOP, reference, predicted)
     assert score.passed, score.explanation
 
 
-@pytest.mark.parametrize(("reference", "predicted", "why"), [
-    ("SELECT COUNT(*) FROM products WHERE category = 'Shoes'",
-     "SELECT COUNT(*) FROM products WHERE category = 'shoes'", "different rows"),
-    ("SELECT COUNT(*) FROM products WHERE category = 'Shoes'", "SELECT COUNT(*) FROM products", "different rows"),
-    ("SELECT name FROM products WHERE price > 50", "SELECT name FROM products WHERE price >= 50", ""),
-    ("SELECT name, price FROM products ORDER BY price DESC LIMIT 5",
-     "SELECT name, price FROM products ORDER BY price ASC LIMIT 5", ""),
-    ("SELECT name FROM products", "SELECT * FROM products", "columns instead of 1"),
-    ("SELECT name, price FROM products WHERE category = 'Shoes' ORDER BY price DESC",
-     "SELECT name, price FROM products WHERE category = 'Shoes' ORDER BY price", "in a different order"),
-    ("SELECT v.name FROM vendors v LEFT JOIN products p ON p.vendor_id = v.id WHERE p.id IS NULL",
-     "SELECT v.name FROM vendors v JOIN products p ON p.vendor_id = v.id WHERE p.id IS NULL", "rows instead of"),
-])
+@pytest.mark.parametrize(
+    ("reference", "predicted", "why"),
+    [
+        (
+            "SELECT COUNT(*) FROM products WHERE category = 'Shoes'",
+            "SELECT COUNT(*) FROM products WHERE category = 'shoes'",
+            "different rows",
+        ),
+        ("SELECT COUNT(*) FROM products WHERE category = 'Shoes'", "SELECT COUNT(*) FROM products", "different rows"),
+        ("SELECT name FROM products WHERE price > 50", "SELECT name FROM products WHERE price >= 50", ""),
+        (
+            "SELECT name, price FROM products ORDER BY price DESC LIMIT 5",
+            "SELECT name, price FROM products ORDER BY price ASC LIMIT 5",
+            "",
+        ),
+        ("SELECT name FROM products", "SELECT * FROM products", "columns instead of 1"),
+        (
+            "SELECT name, price FROM products WHERE category = 'Shoes' ORDER BY price DESC",
+            "SELECT name, price FROM products WHERE category = 'Shoes' ORDER BY price",
+            "in a different order",
+        ),
+        (
+            "SELECT v.name FROM vendors v LEFT JOIN products p ON p.vendor_id = v.id WHERE p.id IS NULL",
+            "SELECT v.name FROM vendors v JOIN products p ON p.vendor_id = v.id WHERE p.id IS NULL",
+            "rows instead of",
+        ),
+    ],
+)
 def test_wrong_queries_miss(reference, predicted, why):
     score = execution_match(SHOP, reference, predicted)
     assert not score.passed
@@ -111,9 +147,13 @@ def test_order_matters_only_when_the_reference_orders_its_rows():
 
 def test_literals_of_both_queries_are_planted_in_their_columns():
     schema = parse_schema(SHOP)
-    literals = find_literals(["SELECT name FROM products WHERE category = 'Shoes' AND price > 50",
-                              "SELECT name FROM products WHERE lower(category) = 'boots' OR name LIKE '%Pro%'"],
-                             schema.column_names)
+    literals = find_literals(
+        [
+            "SELECT name FROM products WHERE category = 'Shoes' AND price > 50",
+            "SELECT name FROM products WHERE lower(category) = 'boots' OR name LIKE '%Pro%'",
+        ],
+        schema.column_names,
+    )
     assert literals.strings["category"] == ["Shoes", "boots"]
     assert literals.likes["name"] == ["%Pro%"]
     assert literals.numbers["price"] == [50]
@@ -139,15 +179,21 @@ def test_generated_data_is_deterministic():
 def test_foreign_keys_point_at_parents_and_leave_some_childless():
     schema = parse_schema(SHOP)
     conn = build_database(schema, find_literals([], schema.column_names), seed=1, rows=30)
-    orphans = conn.execute("SELECT COUNT(*) FROM products WHERE vendor_id NOT IN (SELECT id FROM vendors)").fetchone()[0]
-    childless = conn.execute("SELECT COUNT(*) FROM vendors WHERE id NOT IN (SELECT vendor_id FROM products)").fetchone()[0]
+    orphans = conn.execute("SELECT COUNT(*) FROM products WHERE vendor_id NOT IN (SELECT id FROM vendors)").fetchone()[
+        0
+    ]
+    childless = conn.execute(
+        "SELECT COUNT(*) FROM vendors WHERE id NOT IN (SELECT vendor_id FROM products)"
+    ).fetchone()[0]
     assert orphans == 0 and childless > 0
 
 
 def test_schema_without_semicolons_is_read():
     text = "CREATE TABLE a (id INTEGER PRIMARY KEY, x TEXT)\n\nCREATE TABLE b (id INTEGER, a_id INTEGER)\n\nQuestion: q"
-    assert schema_statements(text) == ["CREATE TABLE a (id INTEGER PRIMARY KEY, x TEXT);",
-                                       "CREATE TABLE b (id INTEGER, a_id INTEGER);"]
+    assert schema_statements(text) == [
+        "CREATE TABLE a (id INTEGER PRIMARY KEY, x TEXT);",
+        "CREATE TABLE b (id INTEGER, a_id INTEGER);",
+    ]
     assert [c.kind for c in parse_schema(text).tables[1].columns] == ["int", "fk"]
 
 
@@ -170,14 +216,14 @@ def _mutants(sql: str) -> dict[str, str]:
     if literal and literal.group(1).lower() != "now":
         value = literal.group(1)
         wrong = value.replace("%", "", 1) + "zz%" if "%" in value else value + "zz"
-        out["literal"] = sql[:literal.start()] + f"'{wrong}'" + sql[literal.end():]
+        out["literal"] = sql[: literal.start()] + f"'{wrong}'" + sql[literal.end() :]
     for a, b in ((">=", "<"), ("<=", ">"), (" > ", " <= "), (" < ", " >= "), (" = ", " != "), (" NOT IN ", " IN ")):
         if a in sql:
             out["comparison"] = sql.replace(a, b, 1)
             break
     where = re.search(r"\bWHERE\b(.*?)(?=\bGROUP BY\b|\bORDER BY\b|\bLIMIT\b|$)", sql, re.S)
     if where and "(" not in where.group(1):
-        out["no_where"] = sql[:where.start()] + sql[where.end():]
+        out["no_where"] = sql[: where.start()] + sql[where.end() :]
     for a, b in (("MAX(", "MIN("), ("MIN(", "MAX("), ("AVG(", "SUM("), ("SUM(", "AVG("), ("COUNT(*)", "COUNT(*) - 1")):
         if a in sql:
             out["aggregate"] = sql.replace(a, b, 1)

@@ -13,8 +13,10 @@ from pytest_distill.core import stats
 TOL = 1e-9
 
 
-@pytest.mark.parametrize(("k", "n"), [(0, 1), (1, 1), (0, 10), (3, 10), (10, 10), (1, 2), (50, 100), (97, 120),
-                                 (1, 1000), (999, 1000), (12345, 20000)])
+@pytest.mark.parametrize(
+    ("k", "n"),
+    [(0, 1), (1, 1), (0, 10), (3, 10), (10, 10), (1, 2), (50, 100), (97, 120), (1, 1000), (999, 1000), (12345, 20000)],
+)
 def test_wilson_matches_scipy(k, n):
     expected = sps.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
     low, high = stats.wilson_interval(k, n)
@@ -35,8 +37,10 @@ def test_wilson_without_data_is_the_whole_range():
     assert stats.wilson_interval(0, 0) == (0.0, 1.0)
 
 
-@pytest.mark.parametrize(("b", "c"), [(0, 0), (0, 1), (1, 0), (3, 3), (0, 6), (6, 0), (2, 9), (10, 25),
-                                 (40, 41), (100, 140), (0, 60), (333, 300)])
+@pytest.mark.parametrize(
+    ("b", "c"),
+    [(0, 0), (0, 1), (1, 0), (3, 3), (0, 6), (6, 0), (2, 9), (10, 25), (40, 41), (100, 140), (0, 60), (333, 300)],
+)
 def test_mcnemar_exact_matches_scipy_binomial_test(b, c):
     # The exact McNemar test is a two-sided binomial test of b successes in b + c at p = 1/2.
     expected = 1.0 if b + c == 0 else sps.binomtest(b, b + c, 0.5, alternative="two-sided").pvalue
@@ -75,7 +79,9 @@ def test_mean_and_stdev_of_nothing():
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.floats(0, 100, allow_nan=False), min_size=1, max_size=60), st.sampled_from([0, 5, 25, 50, 95, 99, 100]))
+@given(
+    st.lists(st.floats(0, 100, allow_nan=False), min_size=1, max_size=60), st.sampled_from([0, 5, 25, 50, 95, 99, 100])
+)
 def test_percentile_matches_numpy_linear(values, q):
     assert abs(stats.percentile(values, q) - float(np.percentile(values, q))) < TOL
 

@@ -23,12 +23,15 @@ def _example(answer):
     return SimpleNamespace(answer=answer)
 
 
-@pytest.mark.parametrize(("text", "normal"), [
-    ("The Eiffel Tower.", "eiffel tower"),
-    ("  an  APPLE, a pear ", "apple pear"),
-    ("“Lyon”", "lyon"),
-    ("ﬁve", "five"),  # NFKC folds the ligature
-])
+@pytest.mark.parametrize(
+    ("text", "normal"),
+    [
+        ("The Eiffel Tower.", "eiffel tower"),
+        ("  an  APPLE, a pear ", "apple pear"),
+        ("“Lyon”", "lyon"),
+        ("ﬁve", "five"),  # NFKC folds the ligature
+    ],
+)
 def test_normalize_answer(text, normal):
     assert normalize_answer(text) == normal
 
@@ -44,7 +47,9 @@ def test_token_f1_matches_squad_definition():
 def test_rouge_l_is_lcs_f_measure():
     assert rouge_l("the cat sat on the mat", "the cat sat on the mat") == 1.0
     # LCS "the cat the mat" = 4 of 6 reference and 4 of 5 candidate tokens
-    assert rouge_l("the cat sat on the mat", "the cat lay the mat") == pytest.approx(2 * (4 / 5) * (4 / 6) / (4 / 5 + 4 / 6))
+    assert rouge_l("the cat sat on the mat", "the cat lay the mat") == pytest.approx(
+        2 * (4 / 5) * (4 / 6) / (4 / 5 + 4 / 6)
+    )
     assert rouge_l("alpha beta", "gamma") == 0.0
 
 

@@ -33,8 +33,10 @@ def _rows(output: str, model: str) -> dict[str, list[str]]:
 
 
 def _properties(path) -> list[dict[str, str]]:
-    return [{p.get("name"): p.get("value") for p in case.findall("./properties/property")}
-            for case in ET.parse(path).findall(".//testcase")]
+    return [
+        {p.get("name"): p.get("value") for p in case.findall("./properties/property")}
+        for case in ET.parse(path).findall(".//testcase")
+    ]
 
 
 def _check_records(props: list[dict[str, str]], constrained: str) -> None:
@@ -53,7 +55,10 @@ def test_both_suites_on_the_embedded_model_serial_and_xdist_agree(pytester):
     _copy_suites(pytester)
     serial = pytester.runpytest("suites", "--limit=3", "--junitxml=serial.xml", "-p", "no:cacheprovider")
     parallel = pytester.runpytest("suites", "--limit=3", "-n", "2", "--junitxml=xdist.xml", "-p", "no:cacheprovider")
-    rows_serial, rows_parallel = _rows(serial.stdout.str(), "smollm2-135m"), _rows(parallel.stdout.str(), "smollm2-135m")
+    rows_serial, rows_parallel = (
+        _rows(serial.stdout.str(), "smollm2-135m"),
+        _rows(parallel.stdout.str(), "smollm2-135m"),
+    )
     for name in SUITES:
         assert rows_serial[name][2] == "3" and rows_serial[name][5] == "0"  # n, errors
         assert rows_serial[name][:8] == rows_parallel[name][:8]  # counts, rate, CI identical
@@ -90,8 +95,17 @@ def test_json_schema_tool_style_on_a_server_matches_the_embedded_model(pytester,
     byte, from the server (greedy, repeat_penalty 1.0), here under -n 2."""
     _copy_suites(pytester)
     pytester.makefile(".toml", models=served_entry(llama_server, "served-json", tool_style="json_schema"))
-    result = pytester.runpytest("suites", "--model=served-json", "--model=smollm2-135m", "--limit=3", "-n", "2",
-                                "--junitxml=out.xml", "-p", "no:cacheprovider")
+    result = pytester.runpytest(
+        "suites",
+        "--model=served-json",
+        "--model=smollm2-135m",
+        "--limit=3",
+        "-n",
+        "2",
+        "--junitxml=out.xml",
+        "-p",
+        "no:cacheprovider",
+    )
     served, embedded = _rows(result.stdout.str(), "served-json"), _rows(result.stdout.str(), "smollm2-135m")
     for name in SUITES:
         assert served[name][2:6] == embedded[name][2:6] and served[name][5] == "0"
@@ -108,14 +122,16 @@ def test_json_schema_tool_style_on_a_server_matches_the_embedded_model(pytester,
 @pytest.mark.slow
 def test_examples_api_on_the_embedded_model(pytester):
     _copy_suites(pytester)
-    pytester.makepyfile(test_custom="""
+    pytester.makepyfile(
+        test_custom="""
         from pytest_distill import examples, assert_tool_call_equivalent
 
         @examples("suites/smart-home")
         def test_smart_home(distill_model, distill_example):
             reply = distill_model.respond(distill_example)
             assert_tool_call_equivalent(reply, distill_example.answer, tools=distill_example.suite.tools)
-    """)
+    """
+    )
     result = pytester.runpytest("test_custom.py", "--limit=2", "--junitxml=out.xml", "-p", "no:cacheprovider")
     outcomes = result.parseoutcomes()
     assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 2
@@ -131,8 +147,17 @@ def test_multi_turn_history_reaches_a_server_as_a_valid_conversation(pytester):
     _copy_suites(pytester)
 
     def responder(body):
-        return {"role": "assistant", "content": None, "tool_calls": [{"id": "x", "type": "function", "function": {
-            "name": "get_device_status", "arguments": '{"device_type": "lights"}'}}]}
+        return {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "x",
+                    "type": "function",
+                    "function": {"name": "get_device_status", "arguments": '{"device_type": "lights"}'},
+                }
+            ],
+        }
 
     with FakeChatServer(responder=responder) as server:
         pytester.makefile(".toml", models=server.models_toml(fake="fake"))
@@ -152,8 +177,9 @@ def test_multi_turn_history_reaches_a_server_as_a_valid_conversation(pytester):
                 with_history += 1
                 assert message["content"] == ""  # llama.cpp's server answers 500 to null
                 ids = [c["id"] for c in message["tool_calls"]]
-                answers = messages[index + 1: index + 1 + len(ids)]
+                answers = messages[index + 1 : index + 1 + len(ids)]
                 assert [(m["role"], m["tool_call_id"], m["content"]) for m in answers] == [
-                    ("tool", i, '{"status": "ok"}') for i in ids]
+                    ("tool", i, '{"status": "ok"}') for i in ids
+                ]
     assert with_history >= 20  # every row of distil-smart-home is multi-turn
     result.stdout.fnmatch_lines(["*miss: function: expected 'toggle_lights', got 'get_device_status'*"])

@@ -17,9 +17,19 @@ from pytest_distill.suite import TaskType, build_request, load_suite
 from helpers.paths import ROOT, SHARED_DATASETS
 from helpers.suites import write_suite
 
-TOOLS = [{"type": "function", "function": {"name": "toggle_lights", "parameters": {
-    "type": "object", "properties": {"room": {"type": "string"}, "state": {"type": "string", "enum": ["on", "off"]}},
-    "required": ["room", "state"]}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "toggle_lights",
+            "parameters": {
+                "type": "object",
+                "properties": {"room": {"type": "string"}, "state": {"type": "string", "enum": ["on", "off"]}},
+                "required": ["room", "state"],
+            },
+        },
+    }
+]
 JOB = {"task_description": "Call the function.", "tools": TOOLS}
 SINGLE = "base:\n  task: tool-calling-closed-book\n"
 GOOD = '{"name": "toggle_lights", "parameters": {"room": "kitchen", "state": "on"}}'
@@ -57,21 +67,42 @@ def test_reference_that_is_not_a_call(tmp_path):
 
 def test_bad_reference_is_a_one_line_collection_error(pytester):
     folder = pytester.path / "suites" / "lights"
-    write_suite(folder, job=JOB, config=SINGLE,
-                rows=[{"question": "q1", "answer": GOOD}, {"question": "q2", "answer": '{"name": "nope", "parameters": {}}'}])
+    write_suite(
+        folder,
+        job=JOB,
+        config=SINGLE,
+        rows=[{"question": "q1", "answer": GOOD}, {"question": "q2", "answer": '{"name": "nope", "parameters": {}}'}],
+    )
     result = pytester.runpytest("suites", "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.INTERRUPTED
-    result.stdout.fnmatch_lines(["*suites/lights/test.jsonl:2: field 'answer': calls 'nope', which is not among the tools*"])
+    result.stdout.fnmatch_lines(
+        ["*suites/lights/test.jsonl:2: field 'answer': calls 'nope', which is not among the tools*"]
+    )
     assert "Traceback" not in result.stdout.str()
 
 
 def test_answers_as_objects_arguments_and_json_string_parameters_load(tmp_path):
-    folder = write_suite(tmp_path / "s", job=JOB, config=SINGLE, rows=[
-        {"question": "a", "answer": json.loads(GOOD)},
-        {"question": "b", "answer": json.dumps({"name": "toggle_lights", "arguments": '{"room": "hall", "state": "off"}'})},
-        {"question": "c", "answer": json.dumps([json.loads(GOOD), {"function": {"name": "toggle_lights",
-                                                                           "arguments": {"room": "hall", "state": "on"}}}])},
-    ])
+    folder = write_suite(
+        tmp_path / "s",
+        job=JOB,
+        config=SINGLE,
+        rows=[
+            {"question": "a", "answer": json.loads(GOOD)},
+            {
+                "question": "b",
+                "answer": json.dumps({"name": "toggle_lights", "arguments": '{"room": "hall", "state": "off"}'}),
+            },
+            {
+                "question": "c",
+                "answer": json.dumps(
+                    [
+                        json.loads(GOOD),
+                        {"function": {"name": "toggle_lights", "arguments": {"room": "hall", "state": "on"}}},
+                    ]
+                ),
+            },
+        ],
+    )
     answers = [e.answer for e in load_suite(folder).examples]
     assert answers[0] == json.loads(GOOD)
     assert answers[1] == {"name": "toggle_lights", "parameters": {"room": "hall", "state": "off"}}
@@ -81,10 +112,13 @@ def test_answers_as_objects_arguments_and_json_string_parameters_load(tmp_path):
 # --- the shipped suites -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "task_type", "rows"), [
-    ("smart-home", TaskType.MULTI_TURN_TOOL_CALLING, 50),
-    ("git-assistant", TaskType.TOOL_CALLING, 116),
-])
+@pytest.mark.parametrize(
+    ("name", "task_type", "rows"),
+    [
+        ("smart-home", TaskType.MULTI_TURN_TOOL_CALLING, 50),
+        ("git-assistant", TaskType.TOOL_CALLING, 116),
+    ],
+)
 def test_shipped_suite_references_are_valid_and_defaults_are_optional(name, task_type, rows):
     suite = load_suite(ROOT / "suites" / name)
     assert suite.task_type == task_type and len(suite.examples) == rows
@@ -96,8 +130,10 @@ def test_shipped_suite_references_are_valid_and_defaults_are_optional(name, task
         # Some references state a default value, others leave it out: both forms must score the same.
         explicit = {"name": answer["name"], "parameters": {**defaults, **answer["parameters"]}}
         assert tool_call_equivalence(answer, json.dumps(explicit), suite.tools).passed, example.location
-        omitted = {"name": answer["name"], "parameters": {k: v for k, v in answer["parameters"].items()
-                                                           if defaults.get(k, object()) != v}}
+        omitted = {
+            "name": answer["name"],
+            "parameters": {k: v for k, v in answer["parameters"].items() if defaults.get(k, object()) != v},
+        }
         assert tool_call_equivalence(answer, json.dumps(omitted), suite.tools).passed, example.location
         for message in example.question if isinstance(example.question, list) else []:
             for c in message.get("tool_calls") or []:
@@ -123,15 +159,16 @@ def _check_openai_conversation(messages):
         if message["role"] == "assistant" and message.get("tool_calls"):
             assert message["content"] is not None  # llama.cpp's server answers 500 to null
             ids = [c["id"] for c in message["tool_calls"]]
-            following = messages[index + 1: index + 1 + len(ids)]
+            following = messages[index + 1 : index + 1 + len(ids)]
             assert [m["role"] for m in following] == ["tool"] * len(ids)
             assert [m["tool_call_id"] for m in following] == ids
             for c in message["tool_calls"]:
                 assert c["type"] == "function" and isinstance(json.loads(c["function"]["arguments"]), dict)
 
 
-@pytest.mark.parametrize("folder", [ROOT / "suites" / "smart-home", SHARED_DATASETS / "smart-home"],
-                         ids=["shipped", "shared"])
+@pytest.mark.parametrize(
+    "folder", [ROOT / "suites" / "smart-home", SHARED_DATASETS / "smart-home"], ids=["shipped", "shared"]
+)
 def test_every_history_becomes_a_valid_conversation(folder):
     if not folder.is_dir():
         pytest.skip(f"{folder} is absent")
@@ -150,8 +187,9 @@ def test_every_history_becomes_a_valid_conversation(folder):
 
 # --- the real smart-home folder ----------------------------------------------------------------
 
-shared = pytest.mark.skipif(not (SHARED_DATASETS / "smart-home").is_dir(),
-                            reason=f"{SHARED_DATASETS / 'smart-home'} is absent")
+shared = pytest.mark.skipif(
+    not (SHARED_DATASETS / "smart-home").is_dir(), reason=f"{SHARED_DATASETS / 'smart-home'} is absent"
+)
 
 
 @shared

@@ -21,8 +21,15 @@ from helpers.paths import ROOT
 
 
 def _entry(url: str = "http://127.0.0.1:9/v1", **fields) -> ModelEntry:
-    return ModelEntry(name="m", provider="openai-compatible", model="m", base_url=url, max_retries=0,
-                      constraint_style="json_object_schema", **fields)
+    return ModelEntry(
+        name="m",
+        provider="openai-compatible",
+        model="m",
+        base_url=url,
+        max_retries=0,
+        constraint_style="json_object_schema",
+        **fields,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -82,19 +89,24 @@ def test_tools_as_json_schema_keeps_everything_else(multi_turn_request):
     converted = tools_as_json_schema(multi_turn_request)
     assert converted.tools == () and converted.tool_choice is None
     assert converted.constraint.kind == "json_schema"
-    assert (converted.temperature, converted.max_tokens) == (multi_turn_request.temperature,
-                                                             multi_turn_request.max_tokens)
+    assert (converted.temperature, converted.max_tokens) == (
+        multi_turn_request.temperature,
+        multi_turn_request.max_tokens,
+    )
 
 
-@pytest.mark.parametrize(("text", "call"), [
-    ('{"name": "f", "parameters": {"a": 1}}', {"name": "f", "arguments": {"a": 1}}),
-    ('{"name": "f", "arguments": {"a": 1}}', {"name": "f", "arguments": {"a": 1}}),
-    ('{"name": "f"}', {"name": "f", "arguments": {}}),
-    ('{"name": "f", "parameters": [1]}', {"name": "f", "arguments": "[1]"}),
-    ('{"name": "f", "parameters": {"a": ', None),
-    ('{"label": "x"}', None),
-    ("hello", None),
-])
+@pytest.mark.parametrize(
+    ("text", "call"),
+    [
+        ('{"name": "f", "parameters": {"a": 1}}', {"name": "f", "arguments": {"a": 1}}),
+        ('{"name": "f", "arguments": {"a": 1}}', {"name": "f", "arguments": {"a": 1}}),
+        ('{"name": "f"}', {"name": "f", "arguments": {}}),
+        ('{"name": "f", "parameters": [1]}', {"name": "f", "arguments": "[1]"}),
+        ('{"name": "f", "parameters": {"a": ', None),
+        ('{"label": "x"}', None),
+        ("hello", None),
+    ],
+)
 def test_tool_call_from_json(text, call):
     parsed = tool_call_from_json(text)
     assert (parsed.to_dict() if parsed else None) == call

@@ -60,13 +60,14 @@ def model_dir(tmp_path) -> Path:
 
 
 def _entry(model_dir: Path, python: Path | None = None, **fields) -> ModelEntry:
-    return ModelEntry(name="m", provider="vllm", model=str(model_dir), python=str(python) if python else None,
-                      **fields)
+    return ModelEntry(name="m", provider="vllm", model=str(model_dir), python=str(python) if python else None, **fields)
 
 
 def _models_toml(model_dir: Path, python: Path, extra: str = "") -> str:
-    return (f'[fake]\nprovider = "vllm"\nmodel = "{model_dir}"\npython = "{python}"\n'
-            f'startup_timeout_s = 20\nmax_retries = 0\n{extra}')
+    return (
+        f'[fake]\nprovider = "vllm"\nmodel = "{model_dir}"\npython = "{python}"\n'
+        f"startup_timeout_s = 20\nmax_retries = 0\n{extra}"
+    )
 
 
 def _pids(pidfile: Path) -> list[int]:
@@ -89,8 +90,11 @@ def _gone(pid: int) -> bool:
 
 
 def test_plan_server_builds_the_launch_command(model_dir, fake_python, tmp_path):
-    entry = _entry(model_dir, fake_python, serve_args=[
-        "--dtype", "float32", "--chat-template", "pkg:pytest_distill/templates/chatml-hermes-tools.jinja"])
+    entry = _entry(
+        model_dir,
+        fake_python,
+        serve_args=["--dtype", "float32", "--chat-template", "pkg:pytest_distill/templates/chatml-hermes-tools.jinja"],
+    )
     server = plan_server(entry)
     command = server.command
     assert command[0] == str(fake_python)
@@ -109,13 +113,20 @@ def test_the_provider_plans_its_server_only_without_base_url(model_dir, fake_pyt
     pool = ServerPool()
     assert pool.needs_server(_entry(model_dir, fake_python))
     assert not pool.needs_server(_entry(model_dir, fake_python, base_url="http://127.0.0.1:9/v1"))
-    assert not pool.needs_server(ModelEntry(name="o", provider="openai-compatible", model="x",
-                                            base_url="http://127.0.0.1:9/v1"))
+    assert not pool.needs_server(
+        ModelEntry(name="o", provider="openai-compatible", model="x", base_url="http://127.0.0.1:9/v1")
+    )
 
 
 def test_the_running_server_is_explicit_state_handed_to_workers_as_plain_data(model_dir, tmp_path):
-    info = ServerInfo(name="m", kind="vLLM", base_url="http://127.0.0.1:1234/v1", log_path=str(tmp_path / "l"),
-                      status_path=str(tmp_path / "s"), pid=1)
+    info = ServerInfo(
+        name="m",
+        kind="vLLM",
+        base_url="http://127.0.0.1:1234/v1",
+        log_path=str(tmp_path / "l"),
+        status_path=str(tmp_path / "s"),
+        pid=1,
+    )
     from pytest_distill.runtime.servers import from_worker_input, worker_input
 
     data = worker_input(ServerPool({"m": info}))
@@ -140,14 +151,16 @@ def test_python_comes_from_the_entry_then_the_environment(model_dir, fake_python
 def test_structured_outputs_choice_and_tool_choice_only_with_tools(model_dir):
     entry = _entry(model_dir, params={"tool_choice": "required"})
     provider = VLLMProvider(entry)
-    classify = Request(messages=({"role": "user", "content": "hi"},),
-                       constraint=OutputConstraint(kind="choice", choices=("a", "b")))
+    classify = Request(
+        messages=({"role": "user", "content": "hi"},), constraint=OutputConstraint(kind="choice", choices=("a", "b"))
+    )
     body, mode = provider.build_body(classify)
     assert mode == "structured_outputs_choice"
     assert body["extra_body"] == {"structured_outputs": {"choice": ["a", "b"]}}
     tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
-    body, _ = provider.build_body(Request(messages=({"role": "user", "content": "hi"},), tools=(tool,),
-                                          tool_choice="auto"))
+    body, _ = provider.build_body(
+        Request(messages=({"role": "user", "content": "hi"},), tools=(tool,), tool_choice="auto")
+    )
     assert body["extra_body"]["tool_choice"] == "required"
 
 
@@ -221,15 +234,21 @@ def test_plugin_under_xdist_starts_one_server_and_hands_it_to_workers(pytester, 
     assert all(_gone(p) for p in _pids(pidfile))
 
 
-@pytest.mark.parametrize(("mode", "message"), [
-    ("reject", "exited with code 2 during start-up"),
-    ("crash", "exited with code 1 during start-up"),
-    ("hang", "did not become healthy"),
-])
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        ("reject", "exited with code 2 during start-up"),
+        ("crash", "exited with code 1 during start-up"),
+        ("hang", "did not become healthy"),
+    ],
+)
 def test_start_up_failures_are_one_line_with_the_log_tail(pytester, model_dir, fake_python, mode, message):
     pidfile = pytester.path / "pids"
-    extra = "startup_timeout_s = 3\nserve_args = [\"--bogus-flag\"]\n" if mode == "hang" else \
-        "serve_args = [\"--bogus-flag\"]\n"
+    extra = (
+        'startup_timeout_s = 3\nserve_args = ["--bogus-flag"]\n'
+        if mode == "hang"
+        else 'serve_args = ["--bogus-flag"]\n'
+    )
     models = _models_toml(model_dir, fake_python).replace("startup_timeout_s = 20\n", "") + extra
     write_suite(pytester.path / "suites" / "topics")
     pytester.makefile(".toml", models=models)
@@ -261,8 +280,16 @@ def test_port_in_use_stops_the_session_before_starting(pytester, model_dir, fake
 
 def test_server_dying_mid_run_errors_the_remaining_items(pytester, model_dir, fake_python):
     pidfile = pytester.path / "pids"
-    result = _run(pytester, model_dir, fake_python, "--distill-models=models.toml", "-p", "no:cacheprovider",
-                  extra="max_concurrency = 1\n", env={"FAKE_DIE_AFTER": "2", "FAKE_PIDFILE": str(pidfile)})
+    result = _run(
+        pytester,
+        model_dir,
+        fake_python,
+        "--distill-models=models.toml",
+        "-p",
+        "no:cacheprovider",
+        extra="max_concurrency = 1\n",
+        env={"FAKE_DIE_AFTER": "2", "FAKE_PIDFILE": str(pidfile)},
+    )
     outcomes = result.parseoutcomes()
     assert outcomes.get("errors", 0) + outcomes.get("error", 0) == 4
     out = result.stdout.str()
@@ -278,8 +305,13 @@ def test_ctrl_c_during_the_run_stops_the_server(pytester, model_dir, fake_python
     env = {**os.environ, "FAKE_PIDFILE": str(pidfile), "FAKE_DELAY_S": "30"}
     import subprocess
 
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "suites", "--model=fake", "-p", "no:cacheprovider"],
-                            cwd=pytester.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "suites", "--model=fake", "-p", "no:cacheprovider"],
+        cwd=pytester.path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not _pids(pidfile):
         time.sleep(0.2)
@@ -294,8 +326,14 @@ def test_ctrl_c_during_the_run_stops_the_server(pytester, model_dir, fake_python
 def test_server_info_reports_exit_from_the_status_file(tmp_path):
     log = tmp_path / "s.log"
     log.write_text("boom\n")
-    info = ServerInfo(name="m", kind="vLLM", base_url="http://x/v1", log_path=str(log),
-                      status_path=str(tmp_path / "s.exit.json"), pid=1)
+    info = ServerInfo(
+        name="m",
+        kind="vLLM",
+        base_url="http://x/v1",
+        log_path=str(log),
+        status_path=str(tmp_path / "s.exit.json"),
+        pid=1,
+    )
     assert not info.exited()
     (tmp_path / "s.exit.json").write_text(json.dumps({"returncode": -9}))
     assert info.exited() and "exited (signal 9)" in info.exit_message() and "boom" in info.exit_message()
@@ -324,8 +362,16 @@ def test_prefetched_requests_of_items_that_never_ran_are_not_counted(pytester, m
 
 
 def test_bench_reports_rate_latency_ttft_and_prices_later_runs_with_it(pytester, model_dir, fake_python):
-    result = _run(pytester, model_dir, fake_python, "--distill-bench", "--distill-bench-requests=40",
-                  "--distill-bench-concurrency=4", "--distill-bench-warmup=4", env={"FAKE_DELAY_S": "0.05"})
+    result = _run(
+        pytester,
+        model_dir,
+        fake_python,
+        "--distill-bench",
+        "--distill-bench-requests=40",
+        "--distill-bench-concurrency=4",
+        "--distill-bench-warmup=4",
+        env={"FAKE_DELAY_S": "0.05"},
+    )
     assert result.ret == 0
     out = result.stdout.str()
     assert "bench fake: 40 requests at concurrency 4" in out
@@ -349,15 +395,24 @@ def test_with_base_url_the_plugin_attaches_and_starts_nothing(pytester, model_di
     from pytest_distill.models.providers.vllm import free_port
 
     port = free_port()
-    running = ManagedServer(name="outside", kind="fake", log_path=tmp_path / "outside.log", startup_timeout_s=30,
-                            command=[sys.executable, str(FAKE_SERVER), "serve", str(model_dir), "--port", str(port)],
-                            env=dict(os.environ), base_url=f"http://127.0.0.1:{port}/v1",
-                            health_url=f"http://127.0.0.1:{port}/health")
+    running = ManagedServer(
+        name="outside",
+        kind="fake",
+        log_path=tmp_path / "outside.log",
+        startup_timeout_s=30,
+        command=[sys.executable, str(FAKE_SERVER), "serve", str(model_dir), "--port", str(port)],
+        env=dict(os.environ),
+        base_url=f"http://127.0.0.1:{port}/v1",
+        health_url=f"http://127.0.0.1:{port}/health",
+    )
     running.start()
     try:
         write_suite(pytester.path / "suites" / "topics")
-        pytester.makefile(".toml", models=f'[fake]\nprovider = "vllm"\nmodel = "{model_dir}"\n'
-                                          f'base_url = "{running.base_url}"\npython = "/nonexistent/python"\n')
+        pytester.makefile(
+            ".toml",
+            models=f'[fake]\nprovider = "vllm"\nmodel = "{model_dir}"\n'
+            f'base_url = "{running.base_url}"\npython = "/nonexistent/python"\n',
+        )
         result = pytester.runpytest_subprocess("suites", "--model=fake")
         result.assert_outcomes(passed=2, failed=4)
         assert "starting the vLLM server" not in result.stdout.str()
@@ -370,8 +425,14 @@ def test_secrets_on_the_serve_command_line_never_reach_the_log(model_dir, fake_p
     from pytest_distill.core import redact
 
     secret = "sk-serve-secret-98765"
-    plan = plan_server(_entry(model_dir, fake_python, serve_args=["--api-key", secret, "--dtype", "float32"],
-                              serve_env={"HF_TOKEN": "hf_envsecret_12345"}))
+    plan = plan_server(
+        _entry(
+            model_dir,
+            fake_python,
+            serve_args=["--api-key", secret, "--dtype", "float32"],
+            serve_env={"HF_TOKEN": "hf_envsecret_12345"},
+        )
+    )
     server = ManagedServer.from_plan("m", plan, tmp_path)
     try:
         server.start()

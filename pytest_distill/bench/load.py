@@ -128,9 +128,18 @@ class _MemorySampler:
                 self.gpu = max(self.gpu or 0, used)
 
 
-async def run(provider: Provider, model: str, requests: list[Request], *, concurrency: int,
-              count: int | None = None, duration_s: float | None = None, warmup: int | None = None,
-              stream: bool = True, server_pid: int | None = None) -> BenchResult:
+async def run(
+    provider: Provider,
+    model: str,
+    requests: list[Request],
+    *,
+    concurrency: int,
+    count: int | None = None,
+    duration_s: float | None = None,
+    warmup: int | None = None,
+    stream: bool = True,
+    server_pid: int | None = None,
+) -> BenchResult:
     """Replay `requests` (cycled) with `concurrency` in flight: `warmup` uncounted
     requests, then `count` requests or `duration_s` seconds, whichever is given."""
     if not requests:
@@ -183,16 +192,24 @@ async def run(provider: Provider, model: str, requests: list[Request], *, concur
     ttfts = [s.ttft for s in ok if s.ttft is not None]
     out_tokens = sum(s.output_tokens for s in ok)
     return BenchResult(
-        model=model, concurrency=concurrency, warmup=warmup, requests=len(samples), errors=len(errors),
+        model=model,
+        concurrency=concurrency,
+        warmup=warmup,
+        requests=len(samples),
+        errors=len(errors),
         duration_s=span,
         requests_per_s=len(ok) / span if span > 0 and ok else None,
         output_tokens_per_s=out_tokens / span if span > 0 and ok else None,
-        latency_p50=stats.percentile(latencies, 50), latency_p95=stats.percentile(latencies, 95),
+        latency_p50=stats.percentile(latencies, 50),
+        latency_p95=stats.percentile(latencies, 95),
         latency_p99=stats.percentile(latencies, 99),
-        ttft_p50=stats.percentile(ttfts, 50), ttft_p95=stats.percentile(ttfts, 95),
+        ttft_p50=stats.percentile(ttfts, 50),
+        ttft_p95=stats.percentile(ttfts, 95),
         ttft_p99=stats.percentile(ttfts, 99),
         mean_output_tokens=out_tokens / len(ok) if ok else None,
-        server_rss_bytes=memory.rss, gpu_memory_mib=memory.gpu, streamed=streamed,
+        server_rss_bytes=memory.rss,
+        gpu_memory_mib=memory.gpu,
+        streamed=streamed,
         first_error=errors[0].error if errors else "",
     )
 
@@ -218,19 +235,46 @@ def server_pid_for(servers: ServerPool, model: str) -> int | None:
 
 
 def format_results(results: list[BenchResult], cost_per_million: list[str]) -> list[str]:
-    header = ["model", "conc", "requests", "errors", "seconds", "req/s", "out tok/s", "p50", "p95", "p99",
-              "TTFT p50", "TTFT p95", "TTFT p99", "server RSS", "GPU mem", "$/1M req"]
+    header = [
+        "model",
+        "conc",
+        "requests",
+        "errors",
+        "seconds",
+        "req/s",
+        "out tok/s",
+        "p50",
+        "p95",
+        "p99",
+        "TTFT p50",
+        "TTFT p95",
+        "TTFT p99",
+        "server RSS",
+        "GPU mem",
+        "$/1M req",
+    ]
     rows = [header]
     for r, cost in zip(results, cost_per_million, strict=True):
-        rows.append([
-            r.model, str(r.concurrency), str(r.requests), str(r.errors), f"{r.duration_s:.1f}",
-            f"{r.requests_per_s:.2f}" if r.requests_per_s else "-",
-            f"{r.output_tokens_per_s:.1f}" if r.output_tokens_per_s else "-",
-            _ms(r.latency_p50), _ms(r.latency_p95), _ms(r.latency_p99),
-            _ms(r.ttft_p50), _ms(r.ttft_p95), _ms(r.ttft_p99),
-            gib(r.server_rss_bytes), f"{r.gpu_memory_mib} MiB" if r.gpu_memory_mib is not None else "-",
-            cost,
-        ])
+        rows.append(
+            [
+                r.model,
+                str(r.concurrency),
+                str(r.requests),
+                str(r.errors),
+                f"{r.duration_s:.1f}",
+                f"{r.requests_per_s:.2f}" if r.requests_per_s else "-",
+                f"{r.output_tokens_per_s:.1f}" if r.output_tokens_per_s else "-",
+                _ms(r.latency_p50),
+                _ms(r.latency_p95),
+                _ms(r.latency_p99),
+                _ms(r.ttft_p50),
+                _ms(r.ttft_p95),
+                _ms(r.ttft_p99),
+                gib(r.server_rss_bytes),
+                f"{r.gpu_memory_mib} MiB" if r.gpu_memory_mib is not None else "-",
+                cost,
+            ]
+        )
     return format_table(rows)
 
 
@@ -239,8 +283,12 @@ def format_results(results: list[BenchResult], cost_per_million: list[str]) -> l
 
 def fingerprint(entry: ModelEntry) -> dict[str, Any]:
     """What a saved rate belongs to: a rate measured with other serve args doesn't apply."""
-    return {"provider": entry.provider, "model": entry.model, "serve_args": list(entry.serve_args),
-            "base_url": entry.base_url}
+    return {
+        "provider": entry.provider,
+        "model": entry.model,
+        "serve_args": list(entry.serve_args),
+        "base_url": entry.base_url,
+    }
 
 
 def fingerprint_id(entry: ModelEntry) -> str:
@@ -268,11 +316,16 @@ def save_rate(pytest_cache: Any, entry: ModelEntry, measured: ServingMeasurement
         pytest_cache.set(CACHE_KEY + entry.name, {"fingerprint": fingerprint(entry), "measurement": measured.to_dict()})
 
 
-def summary_lines(results: list[BenchResult], entries: dict[str, Priced],
-                  measurements: list[ServingMeasurement] | None = None) -> list[str]:
+def summary_lines(
+    results: list[BenchResult], entries: dict[str, Priced], measurements: list[ServingMeasurement] | None = None
+) -> list[str]:
     """The bench table and its notes (under a '= pytest-distill bench =' separator)."""
-    costs = [money(bench_cost_per_million(entries[r.model], r.requests_per_s))
-             if r.model in entries and entries[r.model].self_hosted else "-" for r in results]
+    costs = [
+        money(bench_cost_per_million(entries[r.model], r.requests_per_s))
+        if r.model in entries and entries[r.model].self_hosted
+        else "-"
+        for r in results
+    ]
     lines = format_results(results, costs)
     for m in measurements or []:
         if m.mode != "saturation":
@@ -281,7 +334,9 @@ def summary_lines(results: list[BenchResult], entries: dict[str, Priced],
         cost = f", {money(m.cost_per_million)} per 1M requests" if m.cost_per_million is not None else ""
         lines.append(f"{m.model}: {rate}{cost}; knee: {m.knee_reason}")
     lines += [f"{r.model}: {r.errors} request(s) failed, e.g.: {r.first_error}" for r in results if r.errors]
-    lines.append("req/s = completed requests / seconds from the end of the warm-up to the last answer; "
-                 "latency and TTFT over completed requests"
-                 + ("; TTFT from streamed replies" if any(r.streamed for r in results) else ""))
+    lines.append(
+        "req/s = completed requests / seconds from the end of the warm-up to the last answer; "
+        "latency and TTFT over completed requests"
+        + ("; TTFT from streamed replies" if any(r.streamed for r in results) else "")
+    )
     return lines

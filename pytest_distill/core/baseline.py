@@ -62,10 +62,17 @@ def compare_to_baseline(records: list[Record], baseline: list[Record]) -> list[B
         both = outcomes_now.keys() & outcomes_before.keys()
         failing = sorted(e for e in both if outcomes_before[e] and not outcomes_now[e])
         passing = sorted(e for e in both if outcomes_now[e] and not outcomes_before[e])
-        deltas.append(BaselineDelta(
-            suite=key[0], model=key[1], shared=len(shared), baseline_rate=base_rate, rate=rate,
-            delta_pp=None if rate is None or base_rate is None else 100 * (rate - base_rate),
-            newly_failing=failing, newly_passing=passing,
-            p_value=stats.mcnemar_exact(len(failing), len(passing)) if both else None,
-        ))
+        deltas.append(
+            BaselineDelta(
+                suite=key[0],
+                model=key[1],
+                shared=len(shared),
+                baseline_rate=base_rate,
+                rate=rate,
+                delta_pp=None if rate is None or base_rate is None else 100 * (rate - base_rate),
+                newly_failing=failing,
+                newly_passing=passing,
+                p_value=stats.mcnemar_exact(len(failing), len(passing)) if both else None,
+            )
+        )
     return deltas

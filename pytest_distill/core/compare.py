@@ -69,8 +69,14 @@ class SuiteComparison:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SuiteComparison:
         route = data.get("route")
-        return cls(suite=data["suite"], best=data["best"], alpha=data["alpha"], tolerance_pp=data["tolerance_pp"],
-                   ranking=[Ranked(**r) for r in data["ranking"]], route=Route(**route) if route else None)
+        return cls(
+            suite=data["suite"],
+            best=data["best"],
+            alpha=data["alpha"],
+            tolerance_pp=data["tolerance_pp"],
+            ranking=[Ranked(**r) for r in data["ranking"]],
+            route=Route(**route) if route else None,
+        )
 
 
 def example_outcomes(records: Iterable[Record]) -> dict[str, bool]:
@@ -91,9 +97,14 @@ def paired_test(a: dict[str, bool], b: dict[str, bool]) -> tuple[int, int, int, 
     return len(shared), a_only, b_only, stats.mcnemar_exact(a_only, b_only)
 
 
-def compare(summaries: list[Summary], records: list[Record], costs: dict[tuple[str, str], float | None],
-            tolerance_pp: float = DEFAULT_TOLERANCE_PP, alpha: float = DEFAULT_ALPHA,
-            tie_keys: Mapping[str, tuple[Any, ...]] | None = None) -> list[SuiteComparison]:
+def compare(
+    summaries: list[Summary],
+    records: list[Record],
+    costs: dict[tuple[str, str], float | None],
+    tolerance_pp: float = DEFAULT_TOLERANCE_PP,
+    alpha: float = DEFAULT_ALPHA,
+    tie_keys: Mapping[str, tuple[Any, ...]] | None = None,
+) -> list[SuiteComparison]:
     """One comparison for every suite evaluated with two or more models. `tie_keys`: per
     model, how equal rates are ordered (core.cost.tie_key); without one, by name."""
     keys = tie_keys or {}
@@ -119,8 +130,13 @@ def compare(summaries: list[Summary], records: list[Record], costs: dict[tuple[s
         comparison = SuiteComparison(suite=suite, best=best.model, alpha=alpha, tolerance_pp=tolerance_pp)
         for rank, s in enumerate(group, start=1):
             rate = gated_rate(s)
-            entry = Ranked(model=s.model, rank=rank, rate=rate, cost_per_request=costs.get((suite, s.model)),
-                           delta_pp=None if rate is None or best_rate is None else 100 * (rate - best_rate))
+            entry = Ranked(
+                model=s.model,
+                rank=rank,
+                rate=rate,
+                cost_per_request=costs.get((suite, s.model)),
+                delta_pp=None if rate is None or best_rate is None else 100 * (rate - best_rate),
+            )
             if s is best:
                 entry.delta_pp = 0.0 if rate is not None else None
             else:
@@ -140,8 +156,11 @@ def route(ranking: list[Ranked], tolerance_pp: float) -> Route | None:
         return None
     best = ranking[0]
     # A hair of slack: rates are fractions of small integers, so -1.0 pp may come out as -1.0000000001.
-    candidates = [r for r in ranking if r.delta_pp is not None and r.delta_pp >= -tolerance_pp - 1e-9
-                  and r.cost_per_request is not None]
+    candidates = [
+        r
+        for r in ranking
+        if r.delta_pp is not None and r.delta_pp >= -tolerance_pp - 1e-9 and r.cost_per_request is not None
+    ]
     # Equal rates: the ranking's tie rule decides, never a cost measured with timing noise.
     first_at_rate: dict[float | None, Ranked] = {}
     for r in candidates:

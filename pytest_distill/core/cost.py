@@ -122,13 +122,20 @@ def sustained_rate(intervals: list[tuple[float, float]]) -> float | None:
 
 def measured_rate(records: Iterable[Timed]) -> float | None:
     """The sustained rate of these answers: not cached, not errors (a cached answer took no time)."""
-    intervals = [(r.finished_at - r.latency_s, r.finished_at) for r in records
-                 if r.finished_at and r.latency_s and not r.cached and r.outcome in ("pass", "miss")]
+    intervals = [
+        (r.finished_at - r.latency_s, r.finished_at)
+        for r in records
+        if r.finished_at and r.latency_s and not r.cached and r.outcome in ("pass", "miss")
+    ]
     return sustained_rate(intervals)
 
 
-def self_hosted_cost(entry: Priced, measured: float | None, bench: BenchRate | ServingMeasurement | None = None,
-                     concurrency: int | None = None) -> Cost:
+def self_hosted_cost(
+    entry: Priced,
+    measured: float | None,
+    bench: BenchRate | ServingMeasurement | None = None,
+    concurrency: int | None = None,
+) -> Cost:
     """$/hour over the rate: a serving measurement (a saturation search, --distill-serving, a
     saved --distill-bench rate) wins over the rate this run's evaluation happened to reach."""
     hourly = gpu_hourly(entry)
@@ -147,9 +154,13 @@ def self_hosted_cost(entry: Priced, measured: float | None, bench: BenchRate | S
     return Cost(per_request, basis if per_request is not None else "-")
 
 
-def summary_costs(summaries: Iterable[_SummaryLike], records: Iterable[Timed], entries: Mapping[str, Priced],
-                  bench_rates: Mapping[str, BenchRate | ServingMeasurement] | None = None,
-                  concurrency: Mapping[str, int] | None = None) -> dict[tuple[str, str], Cost]:
+def summary_costs(
+    summaries: Iterable[_SummaryLike],
+    records: Iterable[Timed],
+    entries: Mapping[str, Priced],
+    bench_rates: Mapping[str, BenchRate | ServingMeasurement] | None = None,
+    concurrency: Mapping[str, int] | None = None,
+) -> dict[tuple[str, str], Cost]:
     """The cost of every suite x model of a run."""
     bench_rates = bench_rates or {}
     concurrency = concurrency or {}
@@ -161,8 +172,9 @@ def summary_costs(summaries: Iterable[_SummaryLike], records: Iterable[Timed], e
         entry = entries.get(s.model)
         key = (s.suite, s.model)
         if entry is not None and entry.self_hosted:
-            costs[key] = self_hosted_cost(entry, measured_rate(by_key.get(key, [])), bench_rates.get(s.model),
-                                          concurrency.get(s.model))
+            costs[key] = self_hosted_cost(
+                entry, measured_rate(by_key.get(key, [])), bench_rates.get(s.model), concurrency.get(s.model)
+            )
         else:
             costs[key] = Cost(s.cost_per_request, "API price" if s.cost_per_request is not None else "-")
     return costs
@@ -200,12 +212,16 @@ def cost_notes(entries: Iterable[Priced], cached_answers: int) -> list[str]:
     entries = list(entries)
     notes = []
     if any(e.self_hosted for e in entries):
-        notes.append("self-hosted cost = GPU $/hour (gpu_hourly_usd, default "
-                     f"${DEFAULT_GPU_HOURLY_USD:.2f}) / (requests/s x 3600); requests/s = answers (not cached, "
-                     "not errors) / seconds from the first request's start to the last answer, in this run")
+        notes.append(
+            "self-hosted cost = GPU $/hour (gpu_hourly_usd, default "
+            f"${DEFAULT_GPU_HOURLY_USD:.2f}) / (requests/s x 3600); requests/s = answers (not cached, "
+            "not errors) / seconds from the first request's start to the last answer, in this run"
+        )
     if any(not e.self_hosted for e in entries):
-        notes.append("API cost per request = uncached input tokens x input price + cached input tokens x "
-                     "cached price + output tokens (incl. reasoning) x output price, at the models file's dated prices")
+        notes.append(
+            "API cost per request = uncached input tokens x input price + cached input tokens x "
+            "cached price + output tokens (incl. reasoning) x output price, at the models file's dated prices"
+        )
     if cached_answers:
         notes.append(f"{cached_answers} answer(s) came from the response cache: left out of latency and throughput")
     return notes
@@ -262,9 +278,14 @@ class BreakEven:
     def text(self) -> str:
         if self.first is None:
             return f"{self.api} is cheaper than {self.self_hosted} at every volume"
-        always = "" if self.always is None or self.always <= self.first else (
-            f"; always from {self.always:,.0f}/day (below that, just after each added server, {self.api} "
-            "can be cheaper)")
+        always = (
+            ""
+            if self.always is None or self.always <= self.first
+            else (
+                f"; always from {self.always:,.0f}/day (below that, just after each added server, {self.api} "
+                "can be cheaper)"
+            )
+        )
         return f"{self.self_hosted} is cheaper than {self.api} from {self.first:,.0f} requests/day{always}"
 
 
@@ -287,8 +308,9 @@ def break_even(hosted: VolumeModel, api: VolumeModel, peak_factor: float = DEFAU
     return BreakEven(hosted.model, api.model, first, always)
 
 
-def volume_models(records: Iterable[_Costed], entries: Mapping[str, Priced],
-                  serving: Mapping[str, ServingMeasurement]) -> list[VolumeModel]:
+def volume_models(
+    records: Iterable[_Costed], entries: Mapping[str, Priced], serving: Mapping[str, ServingMeasurement]
+) -> list[VolumeModel]:
     """Every model of a run, as the volume table needs it: an API model's mean measured cost
     per request over all its answers; a self-hosted model's serving measurement when there
     is one, else the rate its answers reached in this run."""
@@ -307,8 +329,17 @@ def volume_models(records: Iterable[_Costed], entries: Mapping[str, Priced],
             else:
                 rate = measured_rate(answers)
                 basis, on_cpu = (f"{rate:.2f} req/s measured in this run" if rate else ""), False
-            models.append(VolumeModel(name, True, hourly_usd=gpu_hourly(entry), requests_per_s=rate,
-                                      hardware=hardware_label(entry), rate_basis=basis, on_cpu=on_cpu))
+            models.append(
+                VolumeModel(
+                    name,
+                    True,
+                    hourly_usd=gpu_hourly(entry),
+                    requests_per_s=rate,
+                    hardware=hardware_label(entry),
+                    rate_basis=basis,
+                    on_cpu=on_cpu,
+                )
+            )
         else:
             costs = [r.cost_usd for r in answers if r.cost_usd is not None and r.outcome in ("pass", "miss")]
             models.append(VolumeModel(name, False, per_request=sum(costs) / len(costs) if costs else None))
@@ -322,8 +353,18 @@ class _Costed(Timed, Protocol):
 def parse_traffic(text: str) -> float:
     """'100000/day', '1e6/day', '5000/hour', '20/s' or a bare number (per day) -> requests per day."""
     value, _, unit = text.strip().replace(",", "").replace("_", "").partition("/")
-    per_day = {"": 1, "day": 1, "d": 1, "hour": 24, "h": 24, "min": 1440, "minute": 1440, "s": 86400,
-               "sec": 86400, "second": 86400}
+    per_day = {
+        "": 1,
+        "day": 1,
+        "d": 1,
+        "hour": 24,
+        "h": 24,
+        "min": 1440,
+        "minute": 1440,
+        "s": 86400,
+        "sec": 86400,
+        "second": 86400,
+    }
     unit = unit.strip().lower()
     if unit not in per_day:
         raise ValueError(f"unknown unit '/{unit}' (use /day, /hour, /min or /s)")
@@ -350,17 +391,24 @@ class VolumeReport:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "traffic_per_day": list(self.traffic), "peak_factor": self.peak_factor,
+            "traffic_per_day": list(self.traffic),
+            "peak_factor": self.peak_factor,
             "hours_per_month": HOURS_PER_MONTH,
-            "models": [{**asdict(m), "monthly_usd": self.monthly(m),
-                        "servers": [m.servers(level, self.peak_factor) for level in self.traffic]}
-                       for m in self.models],
+            "models": [
+                {
+                    **asdict(m),
+                    "monthly_usd": self.monthly(m),
+                    "servers": [m.servers(level, self.peak_factor) for level in self.traffic],
+                }
+                for m in self.models
+            ],
             "break_even": [{**asdict(b), "text": b.text()} for b in self.break_evens],
         }
 
 
-def volume_report(models: Iterable[VolumeModel], traffic: Iterable[float],
-                  peak_factor: float = DEFAULT_PEAK_FACTOR) -> VolumeReport:
+def volume_report(
+    models: Iterable[VolumeModel], traffic: Iterable[float], peak_factor: float = DEFAULT_PEAK_FACTOR
+) -> VolumeReport:
     models = tuple(models)
     pairs = [break_even(h, a, peak_factor) for h in models if h.self_hosted for a in models if not a.self_hosted]
     return VolumeReport(tuple(sorted(traffic)), peak_factor, models, tuple(p for p in pairs if p is not None))

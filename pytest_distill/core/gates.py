@@ -75,13 +75,22 @@ def check_gate(summary: Summary, gate: Gate, regression_pp: float | None = None)
             problems.append(f"{drop} > {gate.max_regression:g} pp")
         else:
             met.append(f"{drop} <= {gate.max_regression:g} pp")
-    return GateResult(summary.suite, summary.model, not problems, "; ".join(problems or met),
-                      suite_path=summary.suite_path, pass_rate=rate, error_rate=summary.error_rate,
-                      regression_pp=regression_pp, gate=gate)
+    return GateResult(
+        summary.suite,
+        summary.model,
+        not problems,
+        "; ".join(problems or met),
+        suite_path=summary.suite_path,
+        pass_rate=rate,
+        error_rate=summary.error_rate,
+        regression_pp=regression_pp,
+        gate=gate,
+    )
 
 
-def exit_status(current: int, results: list[GateResult], failures: int, excused: int,
-                stopped_early: bool = False) -> int:
+def exit_status(
+    current: int, results: list[GateResult], failures: int, excused: int, stopped_early: bool = False
+) -> int:
     """The run's exit status once gates are applied.
 
     current: pytest's status; failures: failed test reports in the run; excused: those

@@ -58,14 +58,18 @@ class Record:
     def to_properties(self) -> list[tuple[str, Any]]:
         """Flat (name, value) pairs: pytest user_properties, hence JUnit <property> elements."""
         # Shallow (no asdict deep copy): values are plain; `extra` is copied by hand.
-        return [(PROPERTY_PREFIX + f.name, dict(v) if isinstance(v := getattr(self, f.name), dict) else v)
-                for f in _FIELDS]
+        return [
+            (PROPERTY_PREFIX + f.name, dict(v) if isinstance(v := getattr(self, f.name), dict) else v) for f in _FIELDS
+        ]
 
     @classmethod
     def from_properties(cls, properties: list[tuple[str, Any]]) -> Record | None:
         names = _NAMES
-        data = {k[len(PROPERTY_PREFIX):]: v for k, v in properties
-                if k.startswith(PROPERTY_PREFIX) and k[len(PROPERTY_PREFIX):] in names}
+        data = {
+            k[len(PROPERTY_PREFIX) :]: v
+            for k, v in properties
+            if k.startswith(PROPERTY_PREFIX) and k[len(PROPERTY_PREFIX) :] in names
+        }
         if "outcome" not in data:
             return None
         return cls(**data)

@@ -86,14 +86,19 @@ def render_history_for_text_model(messages: list[dict[str, Any]]) -> list[dict[s
 def tools_instructions(tools: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> str:
     """The tool list as text, for models that don't take tools natively."""
     lines = [
-        ("You can call these functions. Answer with exactly one call as JSON: "
-        '{"name": <function name>, "parameters": {<arguments>}}. Leave out optional '
-        "parameters the user did not ask for."),
+        (
+            "You can call these functions. Answer with exactly one call as JSON: "
+            '{"name": <function name>, "parameters": {<arguments>}}. Leave out optional '
+            "parameters the user did not ask for."
+        ),
     ]
     for tool in tools:
         fn = _function(tool)
-        lines.append(json.dumps({"name": fn["name"], "description": fn.get("description", ""),
-                                 "parameters": fn.get("parameters", {})}))
+        lines.append(
+            json.dumps(
+                {"name": fn["name"], "description": fn.get("description", ""), "parameters": fn.get("parameters", {})}
+            )
+        )
     return "\n".join(lines)
 
 

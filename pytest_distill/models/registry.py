@@ -164,8 +164,10 @@ def _load_file(path: Path) -> tuple[dict[str, dict[str, Any]], dict[str, list[st
                 f"known fields: {', '.join(sorted(_FIELDS - {'name', 'source'}))}"
             )
         if table.get("deterministic") and table.get("repeat", 1) > 1:
-            raise ConfigError(f"{path}: model '{name}': deterministic = true and repeat = {table['repeat']} "
-                              "contradict each other; keep one (--repeat N repeats any model)")
+            raise ConfigError(
+                f"{path}: model '{name}': deterministic = true and repeat = {table['repeat']} "
+                "contradict each other; keep one (--repeat N repeats any model)"
+            )
     return tables, groups
 
 
@@ -203,17 +205,21 @@ class Registry:
             if not name.startswith(GROUP_PREFIX):
                 if name not in self._tables:
                     known = ", ".join(self.names())
-                    raise ConfigError(f"{where}unknown model '{name}'{' in group ' + trail[-1] if trail else ''}; "
-                                      f"known models: {known}")
+                    raise ConfigError(
+                        f"{where}unknown model '{name}'{' in group ' + trail[-1] if trail else ''}; "
+                        f"known models: {known}"
+                    )
                 out[name] = None
                 return
-            group = name[len(GROUP_PREFIX):]
+            group = name[len(GROUP_PREFIX) :]
             if group in trail:
                 raise ConfigError(f"{where}group '@{group}' includes itself ({' -> '.join('@' + t for t in trail)})")
             if group not in self.groups:
                 known = ", ".join("@" + g for g in sorted(self.groups)) or "none"
-                raise ConfigError(f"{where}unknown model group '@{group}'; known groups: {known} "
-                                  "(declare one under [groups] in models.toml)")
+                raise ConfigError(
+                    f"{where}unknown model group '@{group}'; known groups: {known} "
+                    "(declare one under [groups] in models.toml)"
+                )
             for member in self.groups[group][0]:
                 add(member, (*trail, group))
 
@@ -251,8 +257,10 @@ def _apply_env(name: str, table: dict[str, Any]) -> None:
         if not value:
             continue
         if field_name == "base_url" and not value.startswith(("http://", "https://")):
-            raise ConfigError(f"${variable} (base_url of model '{name}'): must start with "
-                              f"http:// or https://, got {redact.url(value)!r}")
+            raise ConfigError(
+                f"${variable} (base_url of model '{name}'): must start with "
+                f"http:// or https://, got {redact.url(value)!r}"
+            )
         table[field_name] = value
 
 

@@ -128,13 +128,17 @@ def generate_tests(metafunc: pytest.Metafunc, state: RunState) -> None:
 def _suite(spec: Any, metafunc: pytest.Metafunc) -> Suite:
     path = Path(spec)
     config = metafunc.config
-    candidates = [path] if path.is_absolute() else [
-        metafunc.definition.path.parent / path, config.rootpath / path, Path.cwd() / path]
+    candidates = (
+        [path]
+        if path.is_absolute()
+        else [metafunc.definition.path.parent / path, config.rootpath / path, Path.cwd() / path]
+    )
     folder = next((c for c in candidates if is_suite_dir(c)), None)
     if folder is None:
         looked = ", ".join(str(c) for c in dict.fromkeys(candidates))
         raise pytest.Collector.CollectError(
-            f"@examples({os.fspath(spec)!r}): no suite folder (a folder with job_description.json) at {looked}")
+            f"@examples({os.fspath(spec)!r}): no suite folder (a folder with job_description.json) at {looked}"
+        )
     cache = config.stash.setdefault(_SUITES, {})
     key = folder.resolve()
     if key not in cache:
@@ -170,8 +174,11 @@ def targets(items: list[pytest.Item]) -> list[Target]:
 def case_fixture(request: pytest.FixtureRequest) -> Case:
     case = getattr(request, "param", None)
     if not isinstance(case, Case):
-        pytest.fail("the 'distill_example' fixture comes with @examples(...) from pytest_distill "
-                    "(a plain test asks a model with distill_model('name').respond(...))", pytrace=False)
+        pytest.fail(
+            "the 'distill_example' fixture comes with @examples(...) from pytest_distill "
+            "(a plain test asks a model with distill_model('name').respond(...))",
+            pytrace=False,
+        )
     return case
 
 
@@ -273,8 +280,15 @@ def record_call(item: pytest.Item, state: RunState, exc: BaseException | None) -
     else:
         score = Score(True, 1.0, "")
     if completion is None:
-        evaluator.record(item, case, PASS if score.passed else MISS, score=score.value,
-                         explanation=score.explanation, scorer=scorer, extra=extra)
+        evaluator.record(
+            item,
+            case,
+            PASS if score.passed else MISS,
+            score=score.value,
+            explanation=score.explanation,
+            scorer=scorer,
+            extra=extra,
+        )
     else:
         evaluator.record_answer(item, case, completion, score, scorer, extra=extra)
 

@@ -60,21 +60,26 @@ def check_suite(suite: Suite) -> None:
     settings_file = suite.settings.file_of("scorer", suite.path / SETTINGS_FILE)
     name = suite.settings.scorer
     if name is not None and name not in SCORERS:
-        raise SuiteError(settings_file, f"unknown scorer '{name}'; known: {', '.join(sorted(SCORERS))}",
-                         field="scorer")
+        raise SuiteError(settings_file, f"unknown scorer '{name}'; known: {', '.join(sorted(SCORERS))}", field="scorer")
     template = suite.settings.user_template
     if template:
         problem = template_problem(template, suite.examples)
         if problem:
-            raise SuiteError(suite.settings.file_of("prompt.user_template", suite.path / SETTINGS_FILE), problem,
-                         field="prompt.user_template")
+            raise SuiteError(
+                suite.settings.file_of("prompt.user_template", suite.path / SETTINGS_FILE),
+                problem,
+                field="prompt.user_template",
+            )
 
 
 def template_problem(template: str, examples: list[Example]) -> str | None:
     """Why `template` can't be filled for every example (None when it can)."""
     try:
-        names = {field.split(".")[0].split("[")[0] for _, field, _, _ in string.Formatter().parse(template)
-                 if field is not None}
+        names = {
+            field.split(".")[0].split("[")[0]
+            for _, field, _, _ in string.Formatter().parse(template)
+            if field is not None
+        }
     except ValueError as exc:
         return f"not a valid template: {exc}"
     if any(not n or n.isdigit() for n in names):
@@ -82,8 +87,10 @@ def template_problem(template: str, examples: list[Example]) -> str | None:
     for example in examples:
         missing = sorted(names - {"question", "context", *example.fields})
         if missing:
-            return (f"{', '.join('{' + m + '}' for m in missing)} is not a column of {example.suite.test_file.name} "
-                    f"(row {example.id}); columns: {', '.join(sorted({'question', 'context', *example.fields}))}")
+            return (
+                f"{', '.join('{' + m + '}' for m in missing)} is not a column of {example.suite.test_file.name} "
+                f"(row {example.id}); columns: {', '.join(sorted({'question', 'context', *example.fields}))}"
+            )
     return None
 
 
@@ -116,8 +123,14 @@ class SuiteFile(pytest.File):
             for repetition in range(1, repeat + 1):
                 for example in examples:
                     name = item_name(suite.name, model, example, repetition, repeat)
-                    yield ExampleItem.from_parent(self, name=name, example=example, model=model,
-                                                  repetition=repetition, **_structured_nodeid(self, name))
+                    yield ExampleItem.from_parent(
+                        self,
+                        name=name,
+                        example=example,
+                        model=model,
+                        repetition=repetition,
+                        **_structured_nodeid(self, name),
+                    )
 
 
 class ExampleItem(pytest.Item):
@@ -159,7 +172,11 @@ class ExampleItem(pytest.Item):
         return super()._repr_failure_py(excinfo, style)
 
     def reportinfo(self):
-        return self.path, self.example.line - 1, f"{self.name} ({self.example.suite.test_file.name}:{self.example.line})"
+        return (
+            self.path,
+            self.example.line - 1,
+            f"{self.name} ({self.example.suite.test_file.name}:{self.example.line})",
+        )
 
 
 def _structured_nodeid(parent: pytest.Collector, name: str) -> dict[str, Any]:

@@ -65,6 +65,7 @@ class Target(Protocol):
     def repetition(self) -> int: ...
     @property
     def suite_label(self) -> str: ...  # the table row's suite: @examples tests get their own
+
     distill_request: Request | None  # built once: prefetch and the answer share it (and its cache key)
 
 
@@ -81,8 +82,9 @@ class InternalError(Exception):
     """A bug in pytest-distill while evaluating an item: shown with its traceback."""
 
     def __init__(self, nodeid: str, trace: str) -> None:
-        super().__init__(f"{INTERNAL_ERROR} in {nodeid} (a bug in the plugin, not the model's error; "
-                         f"please report it):\n{trace}")
+        super().__init__(
+            f"{INTERNAL_ERROR} in {nodeid} (a bug in the plugin, not the model's error; please report it):\n{trace}"
+        )
         self.trace = trace
 
 
@@ -90,8 +92,13 @@ OUR_ERRORS = (ProviderError, ScoringError, DistillError, ProviderFailure, Miss) 
 
 
 class Evaluator:
-    def __init__(self, options: RunOptions, entries: Mapping[str, ModelEntry],
-                 resolve: Callable[[str], ModelEntry], engine: Callable[[], Engine]) -> None:
+    def __init__(
+        self,
+        options: RunOptions,
+        entries: Mapping[str, ModelEntry],
+        resolve: Callable[[str], ModelEntry],
+        engine: Callable[[], Engine],
+    ) -> None:
         self.options = options
         self.entries = entries
         self._resolve = resolve  # a model name -> its entry, ready for this process (judges)
@@ -113,8 +120,13 @@ class Evaluator:
 
     def build_request(self, example: Example, model: str) -> Request:
         entry = self.entries[model]
-        return build_request(example, constrain=self.options.constrain, temperature=entry.temperature,
-                             max_tokens=entry.max_tokens, seed=entry.seed)
+        return build_request(
+            example,
+            constrain=self.options.constrain,
+            temperature=entry.temperature,
+            max_tokens=entry.max_tokens,
+            seed=entry.seed,
+        )
 
     def request_for(self, target: Target) -> Request:
         if target.distill_request is None:
@@ -226,41 +238,77 @@ class Evaluator:
     def judge_named(self, name: str) -> Judge:
         """The judge model called `name` (assert_judged names one too)."""
         entry = self.judge_entry(name)
-        return Judge(lambda request: self.engine.complete(entry, request), name=name,
-                     cost=lambda usage: api_cost(entry, usage))
+        return Judge(
+            lambda request: self.engine.complete(entry, request), name=name, cost=lambda usage: api_cost(entry, usage)
+        )
 
     # --- records ---------------------------------------------------------------
     def record(self, item: pytest.Item, target: Target, outcome: Outcome, **values: Any) -> Record:
         suite = target.example.suite
-        record = Record(suite=target.suite_label, suite_path=_relative(suite.path, self.options.rootdir),
-                        model=target.model, example_id=target.example.id, repetition=target.repetition,
-                        outcome=outcome, nodeid=item.nodeid, expected=_show(target.example.answer), **values)
+        record = Record(
+            suite=target.suite_label,
+            suite_path=_relative(suite.path, self.options.rootdir),
+            model=target.model,
+            example_id=target.example.id,
+            repetition=target.repetition,
+            outcome=outcome,
+            nodeid=item.nodeid,
+            expected=_show(target.example.answer),
+            **values,
+        )
         item.user_properties.extend(record.to_properties())
         return record
 
-    def record_answer(self, item: pytest.Item, target: Target, completion: Completion, result: Score | None,
-                      scorer: str, *, extra: dict[str, Any] | None = None, error: str = "") -> None:
+    def record_answer(
+        self,
+        item: pytest.Item,
+        target: Target,
+        completion: Completion,
+        result: Score | None,
+        scorer: str,
+        *,
+        extra: dict[str, Any] | None = None,
+        error: str = "",
+    ) -> None:
         """The Record of a scored answer; with `error` (and no result) an answer that could not be scored."""
         entry = self.entries[target.model]
         usage = completion.usage
         outcome = ERROR if error or result is None else PASS if result.passed else MISS
         self.record(
-            item, target, outcome, error=error, extra=extra or {},
-            score=result.value if result else None, latency_s=completion.latency_s, input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens, cached_tokens=usage.cached_tokens,
-            reasoning_tokens=usage.reasoning_tokens, cost_usd=api_cost(entry, usage),
-            finished_at=completion.finished_at or time.time(), cached=completion.cached,
-            constrained=completion.constrained, finish_reason=completion.finish_reason,
-            output=completion.text if not completion.tool_calls else _show([c.to_dict() for c in completion.tool_calls]),
-            explanation=result.explanation if result else error, scorer=scorer,
+            item,
+            target,
+            outcome,
+            error=error,
+            extra=extra or {},
+            score=result.value if result else None,
+            latency_s=completion.latency_s,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cached_tokens=usage.cached_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            cost_usd=api_cost(entry, usage),
+            finished_at=completion.finished_at or time.time(),
+            cached=completion.cached,
+            constrained=completion.constrained,
+            finish_reason=completion.finish_reason,
+            output=completion.text
+            if not completion.tool_calls
+            else _show([c.to_dict() for c in completion.tool_calls]),
+            explanation=result.explanation if result else error,
+            scorer=scorer,
         )
 
     def internal_error(self, item: pytest.Item, target: Target, exc: BaseException) -> InternalError:
         """Record a plugin bug (once per item) and the exception to raise for it."""
         trace = redact.text("".join(traceback.format_exception(exc)).rstrip())
         if not recorded(item):
-            self.record(item, target, INTERNAL, error=trace[-_MAX_TRACEBACK:],
-                        explanation=f"{INTERNAL_ERROR}: {type(exc).__name__}")
+            self.record(
+                item,
+                target,
+                INTERNAL,
+                error=trace[-_MAX_TRACEBACK:],
+                explanation=f"{INTERNAL_ERROR}: {type(exc).__name__}",
+            )
         return InternalError(item.nodeid, trace)
 
 

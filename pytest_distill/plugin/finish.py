@@ -56,50 +56,82 @@ def finish(state: RunState, session: pytest.Session) -> RunResult:
     run_models = tuple(dict.fromkeys([*planned, *sorted({r.model for r in records})])) or options.models
     bench_rates = serving_rates(state)
     gates = SuiteGates(options)
-    outcome = PytestOutcome(int(session.exitstatus), session.testsfailed,
-                            stopped_early=bool(session.shouldfail or session.shouldstop))
-    decision = decide(records, state.entries, gates.gate_for, outcome, options.route_tolerance,
-                      baseline_records=records_of(state.baseline) if state.baseline is not None else None,
-                      bench_rates=bench_rates, concurrency=eval_concurrency(state.entries))
+    outcome = PytestOutcome(
+        int(session.exitstatus), session.testsfailed, stopped_early=bool(session.shouldfail or session.shouldstop)
+    )
+    decision = decide(
+        records,
+        state.entries,
+        gates.gate_for,
+        outcome,
+        options.route_tolerance,
+        baseline_records=records_of(state.baseline) if state.baseline is not None else None,
+        bench_rates=bench_rates,
+        concurrency=eval_concurrency(state.entries),
+    )
     if decision.exit_status != session.exitstatus:
         session.exitstatus = pytest.ExitCode(decision.exit_status)
     add_gate_testcases(state.config, list(decision.gates))  # before junitxml writes its file
     summaries, comparisons = decision.summaries, decision.comparisons
     baseline = None
     if state.baseline is not None:
-        baseline = BaselineRun(path=str(options.baseline_path), created_at=state.baseline.get("created_at"),
-                               deltas=decision.deltas)
+        baseline = BaselineRun(
+            path=str(options.baseline_path), created_at=state.baseline.get("created_at"), deltas=decision.deltas
+        )
     suites: dict[str, SuiteGate] = {}
     for s in summaries:
         if s.suite not in suites:
             suites[s.suite] = SuiteGate(s.suite_path, gates.gate_for(s.suite_path, baseline=state.baseline is not None))
     run = RunInfo(
-        args=tuple(str(a) for a in state.config.invocation_params.args), rootdir=str(options.rootdir),
-        models=run_models, limit=options.limit, repeat=options.repeat, constrain=options.constrain,
-        min_pass_rate=options.min_pass_rate, max_regression=options.max_regression,
+        args=tuple(str(a) for a in state.config.invocation_params.args),
+        rootdir=str(options.rootdir),
+        models=run_models,
+        limit=options.limit,
+        repeat=options.repeat,
+        constrain=options.constrain,
+        min_pass_rate=options.min_pass_rate,
+        max_regression=options.max_regression,
         route_tolerance_pp=options.route_tolerance,
-        alpha=comparisons[0].alpha if comparisons else DEFAULT_ALPHA, baseline=options.baseline_path,
-        workers=xdist.workers_for_report(state.config), exit_status=int(session.exitstatus),
+        alpha=comparisons[0].alpha if comparisons else DEFAULT_ALPHA,
+        baseline=options.baseline_path,
+        workers=xdist.workers_for_report(state.config),
+        exit_status=int(session.exitstatus),
         duration_s=max(0.0, time.time() - state.started_at),
-        definition=run_definition(state.config, options), shard=shard_info(options.shard, outcome),
+        definition=run_definition(state.config, options),
+        shard=shard_info(options.shard, outcome),
     )
     per_million = {k: c.per_million for k, c in decision.costs.items()}
     tie_keys = {name: tie_key(entry, name) for name, entry in state.entries.items()}
     matrix = build_matrix(summaries, records, comparisons, per_million, state.entries, run_models)
     routing = plan_routing(summaries, comparisons, per_million, state.entries, tie_keys, dict(options.traffic_mix))
     return RunResult(
-        run=run, records=tuple(records), summaries=summaries, costs=decision.costs, gates=decision.gates,
-        suites=suites, comparisons=comparisons, baseline=baseline,
+        run=run,
+        records=tuple(records),
+        summaries=summaries,
+        costs=decision.costs,
+        gates=decision.gates,
+        suites=suites,
+        comparisons=comparisons,
+        baseline=baseline,
         models={name: entry.public_dict() for name, entry in state.entries.items()},
-        cost_notes=tuple(cost_notes(state.entries.values(), sum(r.cached for r in records))
-                         + serving_notes(state.entries, bench_rates)),
+        cost_notes=tuple(
+            cost_notes(state.entries.values(), sum(r.cached for r in records))
+            + serving_notes(state.entries, bench_rates)
+        ),
         serving=tuple(state.serving),
         priced_with={k: v for k, v in bench_rates.items() if isinstance(v, ServingMeasurement)},
         variants=tuple(variant_comparisons(state, records, bench_rates)),
-        volume=volume_report(volume_models(records, state.entries,
-                                           {k: v for k, v in bench_rates.items() if isinstance(v, ServingMeasurement)}),
-                             options.traffic, options.peak_factor) if summaries or state.serving else None,
-        matrix=matrix, routing=routing,
+        volume=volume_report(
+            volume_models(
+                records, state.entries, {k: v for k, v in bench_rates.items() if isinstance(v, ServingMeasurement)}
+            ),
+            options.traffic,
+            options.peak_factor,
+        )
+        if summaries or state.serving
+        else None,
+        matrix=matrix,
+        routing=routing,
     )
 
 
@@ -111,8 +143,11 @@ def serving_rates(state: RunState) -> dict[str, ServingMeasurement | BenchRate]:
     for name, entry in state.entries.items():
         if not entry.self_hosted:
             continue
-        found = (state.stored_serving.get(name) or measured_now.get(name)
-                 or saved_rate(getattr(state.config, "cache", None), entry))
+        found = (
+            state.stored_serving.get(name)
+            or measured_now.get(name)
+            or saved_rate(getattr(state.config, "cache", None), entry)
+        )
         if found is not None:
             rates[name] = found
     return rates
@@ -124,18 +159,23 @@ def serving_notes(entries: dict[str, ModelEntry], rates: dict[str, ServingMeasur
     for name, rate in rates.items():
         if isinstance(rate, ServingMeasurement) and rate.device == "CPU":
             label = hardware_label(entries[name])
-            notes.append(f"{name}: the rate was measured on a CPU; ${gpu_hourly(entries[name]):.2f}/h is the "
-                         f"entry's {label} price" + (" (set hourly_usd and hardware for the machine measured)"
-                                                     if label == "GPU" else ""))
+            notes.append(
+                f"{name}: the rate was measured on a CPU; ${gpu_hourly(entries[name]):.2f}/h is the "
+                f"entry's {label} price"
+                + (" (set hourly_usd and hardware for the machine measured)" if label == "GPU" else "")
+            )
     return notes
 
 
-def variant_comparisons(state: RunState, records: list[Record],
-                        rates: dict[str, ServingMeasurement | BenchRate]) -> list[VariantComparison]:
+def variant_comparisons(
+    state: RunState, records: list[Record], rates: dict[str, ServingMeasurement | BenchRate]
+) -> list[VariantComparison]:
     """Self-hosted entries on the same weights with other serving settings, side by side."""
     hosted = {name: e for name, e in state.entries.items() if e.self_hosted}
-    pairs = variant_pairs({name: (e.provider, e.model) for name, e in hosted.items()},
-                          {name: fingerprint_id(e) for name, e in hosted.items()})
+    pairs = variant_pairs(
+        {name: (e.provider, e.model) for name, e in hosted.items()},
+        {name: fingerprint_id(e) for name, e in hosted.items()},
+    )
     serving = {k: v for k, v in rates.items() if isinstance(v, ServingMeasurement)}
     return compare_variants(pairs, serving, records)
 
@@ -143,4 +183,3 @@ def variant_comparisons(state: RunState, records: list[Record],
 def eval_concurrency(entries: dict[str, ModelEntry]) -> dict[str, int]:
     """Requests in flight per model during evaluation: the entry's max_concurrency, else its provider's default."""
     return {name: entry.max_concurrency or provider_class(entry).max_concurrency for name, entry in entries.items()}
-

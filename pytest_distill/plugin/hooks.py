@@ -37,7 +37,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if not _FREEZE_AT_EXIT:
         _FREEZE_AT_EXIT.append(atexit.register(gc.freeze))
     config.addinivalue_line("markers", "distill: an example evaluated by pytest-distill")
-    config.addinivalue_line("markers", "distill_examples(suite, limit=None): set by @examples (pytest_distill.plugin.api)")
+    config.addinivalue_line(
+        "markers", "distill_examples(suite, limit=None): set by @examples (pytest_distill.plugin.api)"
+    )
     try:
         state = lifecycle.open_run(config)
     except DistillError as exc:

@@ -51,9 +51,18 @@ def open_run(config: pytest.Config) -> RunState:
     evaluator = Evaluator(options, entries, resolve, lambda: Engine(cache=cache, servers=servers))
     if options.judge:  # resolve now: a typo stops the run before any request
         evaluator.judge_entry(options.judge)
-    state = RunState(config=config, options=options, registry=registry, entries=entries,
-                     cache=cache, servers=servers, evaluator=evaluator, baseline=baseline, plan=plan,
-                     resolve=resolve)
+    state = RunState(
+        config=config,
+        options=options,
+        registry=registry,
+        entries=entries,
+        cache=cache,
+        servers=servers,
+        evaluator=evaluator,
+        baseline=baseline,
+        plan=plan,
+        resolve=resolve,
+    )
     if options.serving_file is not None and not worker:  # read now: a bad file stops the run first
         state.stored_serving, unmatched = stored_serving(options.serving_file, options.serving_path or "", entries)
         state.notes += [(line, True) for line in unmatched]
@@ -67,8 +76,9 @@ def ensure_entries(state: RunState, names: tuple[str, ...]) -> None:
             state.entries[name] = state.resolve(name)
 
 
-def stored_serving(path: Path, shown: str, entries: dict[str, ModelEntry]
-                   ) -> tuple[dict[str, ServingMeasurement], list[str]]:
+def stored_serving(
+    path: Path, shown: str, entries: dict[str, ModelEntry]
+) -> tuple[dict[str, ServingMeasurement], list[str]]:
     """--distill-serving FILE: each self-hosted entry's measurement in the file's bench section,
     matched by entry name and the fingerprint of its serving settings; lines for the unmatched."""
     document = read_results(path, "--distill-serving")
@@ -83,15 +93,18 @@ def stored_serving(path: Path, shown: str, entries: dict[str, ModelEntry]
         if match is not None:
             found[name] = ServingMeasurement.from_dict(match, source=shown)
         elif same_name:
-            unmatched.append(f"--distill-serving {shown}: '{name}' was measured with other serving settings "
-                             "(model, serve_args or base_url differ): not used")
+            unmatched.append(
+                f"--distill-serving {shown}: '{name}' was measured with other serving settings "
+                "(model, serve_args or base_url differ): not used"
+            )
         else:
             unmatched.append(f"--distill-serving {shown}: no serving figures for '{name}'")
     return found, unmatched
 
 
-def resolve_entry(registry: Registry, name: str, cache: SqliteCache | None, worker: bool,
-                  servers: ServerPool, probe: bool = False) -> ModelEntry:
+def resolve_entry(
+    registry: Registry, name: str, cache: SqliteCache | None, worker: bool, servers: ServerPool, probe: bool = False
+) -> ModelEntry:
     """A registry entry made ready for this process: its share of threads and in-flight
     requests under xdist, and its key checked (a missing key stops the run in one line).
     `probe`: an openai-compatible server is asked once whether it is there (runtime/preflight),

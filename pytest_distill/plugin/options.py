@@ -29,76 +29,200 @@ DEFAULT_JUDGE = "smollm2-135m"  # offline default; --judge or distill.toml `judg
 
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("distill", "pytest-distill: evaluate language models on suite folders")
-    group.addoption("--model", action="append", dest="distill_models", metavar="NAME",
-                    help="model to evaluate (repeatable, or @group; each model runs every example): replaces "
-                         "the suites' distill.toml `models` plans for this run. Default: each suite's plan, "
-                         "else smollm2-135m, the embedded model.")
-    group.addoption("--limit", type=int, dest="distill_limit", metavar="N",
-                    help="evaluate only the first N examples of each suite")
-    group.addoption("--repeat", type=int, default=None, dest="distill_repeat", metavar="N",
-                    help="run every example N times on every model, as separate items (ids carry -rK); default: "
-                         "each model's models.toml `repeat` (frontier entries 3), else 1")
-    group.addoption("--distill-models", dest="distill_models_file", metavar="FILE",
-                    help="project models file (default: models.toml at the rootdir)")
-    group.addoption("--judge", dest="distill_judge", metavar="NAME",
-                    help="model that grades free-text answers (scorer 'judge'); default: the suite's "
-                         "distill.toml judge, else smollm2-135m (offline)")
-    group.addoption("--distill-unconstrained", action="store_true", dest="distill_unconstrained",
-                    help="don't constrain classification output to the label set")
-    group.addoption("--min-pass-rate", type=float, dest="distill_min_pass_rate", metavar="RATE",
-                    help="gate every suite x model on this pass rate (0..1), overriding distill.toml")
-    group.addoption("--max-regression", type=float, dest="distill_max_regression", metavar="PP",
-                    help="with --distill-baseline: fail a suite x model whose pass rate dropped more than PP "
-                         "percentage points, overriding distill.toml [gate] max_regression")
-    group.addoption("--distill-baseline", dest="distill_baseline", metavar="FILE",
-                    help="compare the run with a results.json from an earlier --distill-report")
-    group.addoption("--distill-report", dest="distill_report", metavar="DIR",
-                    help="write results.json, report.html and summary.md into DIR")
-    group.addoption("--route-tolerance", type=float, default=1.0, dest="distill_route_tolerance", metavar="PP",
-                    help="routing advice: the cheapest model within PP percentage points of the best (default 1)")
-    group.addoption("--distill-cache", dest="distill_cache", metavar="DIR",
-                    help="response cache directory (sqlite); answers are reused by request key")
-    group.addoption("--distill-cache-mode", dest="distill_cache_mode", metavar="MODE",
-                    choices=["off", "readwrite", "read", "write", "replay"],
-                    help="off | readwrite (default with a DIR) | read (no stores) | write (refresh) | "
-                         "replay (a miss is an error: offline CI)")
-    group.addoption("--distill-bench", action="store_true", dest="distill_bench",
-                    help="load benchmark instead of evaluating: replay the collected items' requests at a fixed "
-                         "concurrency and report req/s, tokens/s, latency and TTFT percentiles, server memory")
-    group.addoption("--distill-bench-concurrency", type=int, dest="distill_bench_concurrency", metavar="C",
-                    help="requests in flight during --distill-bench (default: the model's max_concurrency, else 8)")
-    group.addoption("--distill-bench-requests", type=int, dest="distill_bench_requests", metavar="N",
-                    help="measured requests (default 100 unless --distill-bench-duration is given)")
-    group.addoption("--distill-bench-duration", type=float, dest="distill_bench_duration", metavar="S",
-                    help="measure for S seconds instead of a number of requests")
-    group.addoption("--distill-bench-warmup", type=int, dest="distill_bench_warmup", metavar="W",
-                    help="uncounted warm-up requests first (default: the concurrency)")
+    group.addoption(
+        "--model",
+        action="append",
+        dest="distill_models",
+        metavar="NAME",
+        help="model to evaluate (repeatable, or @group; each model runs every example): replaces "
+        "the suites' distill.toml `models` plans for this run. Default: each suite's plan, "
+        "else smollm2-135m, the embedded model.",
+    )
+    group.addoption(
+        "--limit", type=int, dest="distill_limit", metavar="N", help="evaluate only the first N examples of each suite"
+    )
+    group.addoption(
+        "--repeat",
+        type=int,
+        default=None,
+        dest="distill_repeat",
+        metavar="N",
+        help="run every example N times on every model, as separate items (ids carry -rK); default: "
+        "each model's models.toml `repeat` (frontier entries 3), else 1",
+    )
+    group.addoption(
+        "--distill-models",
+        dest="distill_models_file",
+        metavar="FILE",
+        help="project models file (default: models.toml at the rootdir)",
+    )
+    group.addoption(
+        "--judge",
+        dest="distill_judge",
+        metavar="NAME",
+        help="model that grades free-text answers (scorer 'judge'); default: the suite's "
+        "distill.toml judge, else smollm2-135m (offline)",
+    )
+    group.addoption(
+        "--distill-unconstrained",
+        action="store_true",
+        dest="distill_unconstrained",
+        help="don't constrain classification output to the label set",
+    )
+    group.addoption(
+        "--min-pass-rate",
+        type=float,
+        dest="distill_min_pass_rate",
+        metavar="RATE",
+        help="gate every suite x model on this pass rate (0..1), overriding distill.toml",
+    )
+    group.addoption(
+        "--max-regression",
+        type=float,
+        dest="distill_max_regression",
+        metavar="PP",
+        help="with --distill-baseline: fail a suite x model whose pass rate dropped more than PP "
+        "percentage points, overriding distill.toml [gate] max_regression",
+    )
+    group.addoption(
+        "--distill-baseline",
+        dest="distill_baseline",
+        metavar="FILE",
+        help="compare the run with a results.json from an earlier --distill-report",
+    )
+    group.addoption(
+        "--distill-report",
+        dest="distill_report",
+        metavar="DIR",
+        help="write results.json, report.html and summary.md into DIR",
+    )
+    group.addoption(
+        "--route-tolerance",
+        type=float,
+        default=1.0,
+        dest="distill_route_tolerance",
+        metavar="PP",
+        help="routing advice: the cheapest model within PP percentage points of the best (default 1)",
+    )
+    group.addoption(
+        "--distill-cache",
+        dest="distill_cache",
+        metavar="DIR",
+        help="response cache directory (sqlite); answers are reused by request key",
+    )
+    group.addoption(
+        "--distill-cache-mode",
+        dest="distill_cache_mode",
+        metavar="MODE",
+        choices=["off", "readwrite", "read", "write", "replay"],
+        help="off | readwrite (default with a DIR) | read (no stores) | write (refresh) | "
+        "replay (a miss is an error: offline CI)",
+    )
+    group.addoption(
+        "--distill-bench",
+        action="store_true",
+        dest="distill_bench",
+        help="load benchmark instead of evaluating: replay the collected items' requests at a fixed "
+        "concurrency and report req/s, tokens/s, latency and TTFT percentiles, server memory",
+    )
+    group.addoption(
+        "--distill-bench-concurrency",
+        type=int,
+        dest="distill_bench_concurrency",
+        metavar="C",
+        help="requests in flight during --distill-bench (default: the model's max_concurrency, else 8)",
+    )
+    group.addoption(
+        "--distill-bench-requests",
+        type=int,
+        dest="distill_bench_requests",
+        metavar="N",
+        help="measured requests (default 100 unless --distill-bench-duration is given)",
+    )
+    group.addoption(
+        "--distill-bench-duration",
+        type=float,
+        dest="distill_bench_duration",
+        metavar="S",
+        help="measure for S seconds instead of a number of requests",
+    )
+    group.addoption(
+        "--distill-bench-warmup",
+        type=int,
+        dest="distill_bench_warmup",
+        metavar="W",
+        help="uncounted warm-up requests first (default: the concurrency)",
+    )
     # --- CI shards (issue 14) ---
-    group.addoption("--distill-shard", dest="distill_shard", metavar="K/N",
-                    help="evaluate shard K of N: a fixed 1/N of the examples (all models and repetitions of an "
-                         "example together); combine the shards' results.json with `pytest-distill merge`")
+    group.addoption(
+        "--distill-shard",
+        dest="distill_shard",
+        metavar="K/N",
+        help="evaluate shard K of N: a fixed 1/N of the examples (all models and repetitions of an "
+        "example together); combine the shards' results.json with `pytest-distill merge`",
+    )
     # --- serving: saturation search, stored serving figures, cost at volume (docs/benchmarks.md)
-    group.addoption("--distill-bench-saturate", action="store_true", dest="distill_bench_saturate",
-                    help="with --distill-bench: step concurrency 1, 2, 4, ... up to --distill-bench-max-concurrency "
-                         "until throughput stops rising (the knee); the rate there prices the model")
-    group.addoption("--distill-bench-max-concurrency", type=int, default=None, dest="distill_bench_max_concurrency",
-                    metavar="C", help="the saturation search's last step (default 64)")
-    group.addoption("--distill-bench-knee", type=float, default=None, dest="distill_bench_knee", metavar="PCT",
-                    help="the search stops when doubling concurrency raises throughput by less than PCT percent "
-                         "(default 5)")
-    group.addoption("--distill-bench-slo-p95-ms", type=float, default=None, dest="distill_bench_slo_p95_ms",
-                    metavar="MS", help="the search stops before the first step whose latency p95 exceeds MS")
-    group.addoption("--distill-serving", dest="distill_serving", metavar="FILE",
-                    help="price self-hosted models with the serving figures (bench section) of an earlier "
-                         "run's results.json, matched by entry name and serving settings")
-    group.addoption("--distill-traffic", action="append", dest="distill_traffic", metavar="N/day",
-                    help="monthly cost at this traffic (repeatable; /day, /hour, /min or /s); "
-                         "default 10k, 100k, 1M and 10M requests/day")
-    group.addoption("--distill-peak-factor", type=float, default=None, dest="distill_peak_factor", metavar="F",
-                    help="peak over mean request rate that self-hosted capacity must carry (default 1: flat traffic)")
-    group.addoption("--distill-traffic-mix", dest="distill_traffic_mix", metavar="SUITE=WEIGHT,...",
-                    help="the overall routing table's traffic mix, e.g. banking77=3,trec=1 (default: equal "
-                         "traffic per suite; suites left out get none)")
+    group.addoption(
+        "--distill-bench-saturate",
+        action="store_true",
+        dest="distill_bench_saturate",
+        help="with --distill-bench: step concurrency 1, 2, 4, ... up to --distill-bench-max-concurrency "
+        "until throughput stops rising (the knee); the rate there prices the model",
+    )
+    group.addoption(
+        "--distill-bench-max-concurrency",
+        type=int,
+        default=None,
+        dest="distill_bench_max_concurrency",
+        metavar="C",
+        help="the saturation search's last step (default 64)",
+    )
+    group.addoption(
+        "--distill-bench-knee",
+        type=float,
+        default=None,
+        dest="distill_bench_knee",
+        metavar="PCT",
+        help="the search stops when doubling concurrency raises throughput by less than PCT percent (default 5)",
+    )
+    group.addoption(
+        "--distill-bench-slo-p95-ms",
+        type=float,
+        default=None,
+        dest="distill_bench_slo_p95_ms",
+        metavar="MS",
+        help="the search stops before the first step whose latency p95 exceeds MS",
+    )
+    group.addoption(
+        "--distill-serving",
+        dest="distill_serving",
+        metavar="FILE",
+        help="price self-hosted models with the serving figures (bench section) of an earlier "
+        "run's results.json, matched by entry name and serving settings",
+    )
+    group.addoption(
+        "--distill-traffic",
+        action="append",
+        dest="distill_traffic",
+        metavar="N/day",
+        help="monthly cost at this traffic (repeatable; /day, /hour, /min or /s); "
+        "default 10k, 100k, 1M and 10M requests/day",
+    )
+    group.addoption(
+        "--distill-peak-factor",
+        type=float,
+        default=None,
+        dest="distill_peak_factor",
+        metavar="F",
+        help="peak over mean request rate that self-hosted capacity must carry (default 1: flat traffic)",
+    )
+    group.addoption(
+        "--distill-traffic-mix",
+        dest="distill_traffic_mix",
+        metavar="SUITE=WEIGHT,...",
+        help="the overall routing table's traffic mix, e.g. banking77=3,trec=1 (default: equal "
+        "traffic per suite; suites left out get none)",
+    )
     parser.addini("distill_models_file", "project models file (default: models.toml at the rootdir)")
     parser.addini("distill_cache", "response cache directory (as --distill-cache)")
     parser.addini("distill_cache_mode", "response cache mode (as --distill-cache-mode)")
@@ -212,8 +336,10 @@ def parse_traffic_mix(text: str | None) -> tuple[tuple[str, float], ...]:
         except ValueError:
             value = -1.0
         if not eq or not name.strip() or not value >= 0 or value == float("inf"):
-            raise ConfigError(f"--distill-traffic-mix: {part.strip()!r} is not SUITE=WEIGHT with a weight >= 0 "
-                              "(e.g. banking77=3,trec=1)")
+            raise ConfigError(
+                f"--distill-traffic-mix: {part.strip()!r} is not SUITE=WEIGHT with a weight >= 0 "
+                "(e.g. banking77=3,trec=1)"
+            )
         if name.strip() in mix:
             raise ConfigError(f"--distill-traffic-mix names {name.strip()} twice")
         mix[name.strip()] = value
@@ -243,8 +369,13 @@ def _bench(config: pytest.Config) -> BenchOptions | None:
     duration = get("distill_bench_duration")
     if duration is not None and duration <= 0:
         raise ConfigError("--distill-bench-duration must be positive")
-    return BenchOptions(get("distill_bench_concurrency"), get("distill_bench_requests"), duration,
-                        get("distill_bench_warmup"), _saturation(config))
+    return BenchOptions(
+        get("distill_bench_concurrency"),
+        get("distill_bench_requests"),
+        duration,
+        get("distill_bench_warmup"),
+        _saturation(config),
+    )
 
 
 def _saturation(config: pytest.Config) -> SaturationSettings | None:
@@ -255,11 +386,15 @@ def _saturation(config: pytest.Config) -> SaturationSettings | None:
                 raise ConfigError(f"--{name.replace('_', '-')} applies to --distill-bench-saturate only")
         return None
     if get("distill_bench_concurrency") is not None:
-        raise ConfigError("--distill-bench-saturate chooses the concurrency: drop --distill-bench-concurrency "
-                          "(or cap it with --distill-bench-max-concurrency)")
+        raise ConfigError(
+            "--distill-bench-saturate chooses the concurrency: drop --distill-bench-concurrency "
+            "(or cap it with --distill-bench-max-concurrency)"
+        )
     if get("distill_bench_duration") is not None:
-        raise ConfigError("--distill-bench-saturate measures a number of requests per step: use "
-                          "--distill-bench-requests, not --distill-bench-duration")
+        raise ConfigError(
+            "--distill-bench-saturate measures a number of requests per step: use "
+            "--distill-bench-requests, not --distill-bench-duration"
+        )
     cap = get("distill_bench_max_concurrency")
     if cap is not None and cap < 1:
         raise ConfigError("--distill-bench-max-concurrency must be at least 1")
@@ -270,9 +405,12 @@ def _saturation(config: pytest.Config) -> SaturationSettings | None:
     if slo is not None and slo <= 0:
         raise ConfigError("--distill-bench-slo-p95-ms must be positive")
     return SaturationSettings(
-        max_concurrency=cap or DEFAULT_MAX_CONCURRENCY, knee=DEFAULT_KNEE if knee is None else knee / 100,
-        slo_p95_s=None if slo is None else slo / 1000, requests_per_step=get("distill_bench_requests"),
-        warmup=get("distill_bench_warmup"))
+        max_concurrency=cap or DEFAULT_MAX_CONCURRENCY,
+        knee=DEFAULT_KNEE if knee is None else knee / 100,
+        slo_p95_s=None if slo is None else slo / 1000,
+        requests_per_step=get("distill_bench_requests"),
+        warmup=get("distill_bench_warmup"),
+    )
 
 
 def _traffic(config: pytest.Config) -> tuple[float, ...]:
@@ -316,4 +454,3 @@ def check_named_folders(args: list[str], invocation_dir: Path) -> None:
             continue  # a distill.toml alone: settings shared by the suites below (plans.py)
         if found:
             raise ConfigError(f"{arg} is not a suite folder: it has {', '.join(found)} but no {JOB_FILE}")
-

@@ -52,11 +52,24 @@ def run_bench(state: RunState, items: list[pytest.Item]) -> None:
     """--distill-bench: replay the collected items' requests under load instead of running them."""
     options = state.options.bench
     assert options is not None
-    requests = {name: [state.evaluator.request_for(i) for i in items if isinstance(i, ExampleItem) and i.model == name]
-                for name in state.entries}
+    requests = {
+        name: [state.evaluator.request_for(i) for i in items if isinstance(i, ExampleItem) and i.model == name]
+        for name in state.entries
+    }
     reporter = state.config.pluginmanager.get_plugin("terminalreporter")
-    plan = runner.BenchPlan(concurrency=options.concurrency, count=options.requests, duration_s=options.duration_s,
-                            warmup=options.warmup, saturation=options.saturation)
+    plan = runner.BenchPlan(
+        concurrency=options.concurrency,
+        count=options.requests,
+        duration_s=options.duration_s,
+        warmup=options.warmup,
+        saturation=options.saturation,
+    )
     state.bench_results, state.serving = runner.run_models(
-        state.entries, requests, plan, pytest_cache=getattr(state.config, "cache", None), servers=state.servers,
-        log_dir=lambda: lifecycle.log_dir(state), say=reporter.write_line if reporter is not None else None)
+        state.entries,
+        requests,
+        plan,
+        pytest_cache=getattr(state.config, "cache", None),
+        servers=state.servers,
+        log_dir=lambda: lifecycle.log_dir(state),
+        say=reporter.write_line if reporter is not None else None,
+    )

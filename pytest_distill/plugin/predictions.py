@@ -31,14 +31,16 @@ def prediction_text(completion: Completion) -> str:
     return completion.text.strip()
 
 
-def predict(state: RunState, suite_dir: str | Path, model: str | None = None,
-            limit: int | None = None) -> dict[str, str]:
+def predict(
+    state: RunState, suite_dir: str | Path, model: str | None = None, limit: int | None = None
+) -> dict[str, str]:
     """{example id: prediction} for the suite's examples (the first `limit`, default --limit)."""
     options = state.options
     if model is None:
         if len(options.models) != 1:
-            raise ConfigError(f"this run has several models ({', '.join(options.models)}): "
-                              "pass model= to distill_predictions")
+            raise ConfigError(
+                f"this run has several models ({', '.join(options.models)}): pass model= to distill_predictions"
+            )
         model = options.models[0]
     entry = state.entries.get(model)
     if entry is None:
@@ -46,15 +48,20 @@ def predict(state: RunState, suite_dir: str | Path, model: str | None = None,
         create_provider(entry).check()
         state.entries[model] = entry
     if entry.temperature != 0:
-        raise ConfigError(f"model '{model}' runs at temperature {entry.temperature!r}: snapshot predictions "
-                          "need temperature = 0 in its models.toml entry, or they change from run to run")
+        raise ConfigError(
+            f"model '{model}' runs at temperature {entry.temperature!r}: snapshot predictions "
+            "need temperature = 0 in its models.toml entry, or they change from run to run"
+        )
     path = Path(suite_dir)
     suite = load_suite(path if path.is_absolute() else options.rootdir / path, options.rootdir)
     limit = limit if limit is not None else options.limit
     examples = suite.examples[:limit] if limit else suite.examples
-    requests = [build_request(e, constrain=options.constrain, temperature=entry.temperature, seed=entry.seed,
-                              max_tokens=entry.max_tokens)
-                for e in examples]
+    requests = [
+        build_request(
+            e, constrain=options.constrain, temperature=entry.temperature, seed=entry.seed, max_tokens=entry.max_tokens
+        )
+        for e in examples
+    ]
     futures = [state.evaluator.engine.submit(entry, r) for r in requests]  # all in flight at the model's concurrency
     predictions, failures = {}, []
     for example, future in zip(examples, futures, strict=True):

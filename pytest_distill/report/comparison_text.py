@@ -22,11 +22,15 @@ def cost_ratio_text(ratio: float | None) -> str:
 def route_text(comparison: SuiteComparison) -> str:
     r = comparison.route
     if r is None:
-        return f"{comparison.suite}: no routing advice (no cost for the models within " \
-               f"{comparison.tolerance_pp:g} pp of the best)"
+        return (
+            f"{comparison.suite}: no routing advice (no cost for the models within "
+            f"{comparison.tolerance_pp:g} pp of the best)"
+        )
     if r.is_best:
-        return f"{comparison.suite}: route to {r.model} (the most accurate is also the cheapest " \
-               f"within {comparison.tolerance_pp:g} pp)"
+        return (
+            f"{comparison.suite}: route to {r.model} (the most accurate is also the cheapest "
+            f"within {comparison.tolerance_pp:g} pp)"
+        )
     return f"{comparison.suite}: route to {r.model} ({r.delta_pp:+.1f} pp, {cost_ratio_text(r.cost_ratio)})"
 
 
@@ -34,26 +38,36 @@ def significance_text(entry: Ranked, alpha: float) -> str:
     if entry.p_value is None:
         return "best"
     verdict = "significant" if entry.significant else "not significant"
-    return f"p={entry.p_value:.3g} {verdict} (paired on {entry.paired}: {entry.best_only} vs {entry.this_only} discordant)"
+    return (
+        f"p={entry.p_value:.3g} {verdict} (paired on {entry.paired}: {entry.best_only} vs {entry.this_only} discordant)"
+    )
 
 
 def format_comparison(comparison: SuiteComparison) -> list[str]:
     """Lines for the terminal: the ranking, then the routing advice."""
-    lines = [(f"{comparison.suite}: ranking, each vs the best by exact McNemar on shared examples "
-              f"(alpha {comparison.alpha:g})")]
+    lines = [
+        (
+            f"{comparison.suite}: ranking, each vs the best by exact McNemar on shared examples "
+            f"(alpha {comparison.alpha:g})"
+        )
+    ]
     width = max(len(r.model) for r in comparison.ranking)
     for r in comparison.ranking:
         delta = "" if r.delta_pp is None or r.p_value is None else f"{r.delta_pp:+.1f} pp"
-        lines.append(f"  {r.rank}. {r.model.ljust(width)}  {percent(r.rate):>6}  {delta:>9}  "
-                     f"{significance_text(r, comparison.alpha)}".rstrip())
+        lines.append(
+            f"  {r.rank}. {r.model.ljust(width)}  {percent(r.rate):>6}  {delta:>9}  "
+            f"{significance_text(r, comparison.alpha)}".rstrip()
+        )
     lines.append(route_text(comparison))
     return lines
 
 
 def format_delta(delta: BaselineDelta) -> str:
     change = "-" if delta.delta_pp is None else f"{delta.delta_pp:+.1f} pp"
-    line = (f"baseline: {delta.suite} x {delta.model}: {percent(delta.baseline_rate)} -> {percent(delta.rate)} "
-            f"({change} on {delta.shared} shared examples")
+    line = (
+        f"baseline: {delta.suite} x {delta.model}: {percent(delta.baseline_rate)} -> {percent(delta.rate)} "
+        f"({change} on {delta.shared} shared examples"
+    )
     line += f", p={delta.p_value:.3g})" if delta.p_value is not None else ")"
     if delta.newly_failing:
         shown = ", ".join(delta.newly_failing[:10]) + (", ..." if len(delta.newly_failing) > 10 else "")

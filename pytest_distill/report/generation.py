@@ -42,9 +42,11 @@ def judge_line(suite: str, model: str, records: list[Record]) -> str | None:
     else:
         total = sum(float(c or 0.0) for c in costs)  # none is None here
         cost = f"{money(total)} ({money(total / len(verdicts))}/verdict)"
-    return (f"judge {suite} x {model}: {len(verdicts)} verdict(s) by {judges}: {good} good, {len(verdicts) - good} bad"
-            f" ({shortcut} without a model call); {calls} judge call(s), {tokens_in} tokens in / {tokens_out} out;"
-            f" judge cost {cost}, not included in the model's $/req")
+    return (
+        f"judge {suite} x {model}: {len(verdicts)} verdict(s) by {judges}: {good} good, {len(verdicts) - good} bad"
+        f" ({shortcut} without a model call); {calls} judge call(s), {tokens_in} tokens in / {tokens_out} out;"
+        f" judge cost {cost}, not included in the model's $/req"
+    )
 
 
 def also_line(suite: str, model: str, records: list[Record]) -> str | None:
@@ -62,8 +64,9 @@ def also_line(suite: str, model: str, records: list[Record]) -> str | None:
         if scored:
             mean = sum(float(v["value"]) for v in scored) / len(scored)
             passed = sum(bool(v.get("passed")) for v in scored)
-            parts.append(f"{name} mean {mean:.2f} ({passed}/{len(scored)} pass)"
-                         + (f", {errors} error(s)" if errors else ""))
+            parts.append(
+                f"{name} mean {mean:.2f} ({passed}/{len(scored)} pass)" + (f", {errors} error(s)" if errors else "")
+            )
         else:
             parts.append(f"{name}: {errors} error(s)")
     return f"also (recorded, not gated) {suite} x {model}: " + "; ".join(parts)
@@ -72,8 +75,10 @@ def also_line(suite: str, model: str, records: list[Record]) -> str | None:
 # The offline default judge: it exercises the machinery, but a 135M model says "good" to
 # nearly everything, so its pass rates must not be read as grades.
 SMOKE_JUDGES = {"smollm2-135m"}
-NAME_A_JUDGE = ('pass --judge MODEL, or set judge = "claude-sonnet-4.6" (the benchmark\'s judge) in the suite\'s '
-                "distill.toml, for grades you can trust")
+NAME_A_JUDGE = (
+    "pass --judge MODEL, or set judge = \"claude-sonnet-4.6\" (the benchmark's judge) in the suite's "
+    "distill.toml, for grades you can trust"
+)
 
 
 def judge_warning(records: list[Record]) -> dict[str, Any] | None:
@@ -85,11 +90,18 @@ def judge_warning(records: list[Record]) -> dict[str, Any] | None:
     judges = sorted({str(j.get("model")) for j in verdicts})
     graded = sum(j.get("by") == "model" for j in verdicts)
     suites = sorted({r.suite for r in records if any(str(j.get("model")) in SMOKE_JUDGES for j in _judgements(r))})
-    message = (f"the judge {', '.join(judges)} is the offline default, a smoke test of the judging machinery that "
-               f"calls almost any answer good: its {len(verdicts)} verdict(s) ({graded} graded by the model) on "
-               f"{', '.join(suites)} are not grades; {NAME_A_JUDGE}")
-    return {"judges": judges, "suites": suites, "verdicts": len(verdicts), "graded_by_model": graded,
-            "message": message}
+    message = (
+        f"the judge {', '.join(judges)} is the offline default, a smoke test of the judging machinery that "
+        f"calls almost any answer good: its {len(verdicts)} verdict(s) ({graded} graded by the model) on "
+        f"{', '.join(suites)} are not grades; {NAME_A_JUDGE}"
+    )
+    return {
+        "judges": judges,
+        "suites": suites,
+        "verdicts": len(verdicts),
+        "graded_by_model": graded,
+        "message": message,
+    }
 
 
 def generation_lines(records: list[Record]) -> list[str]:

@@ -73,32 +73,44 @@ def accuracy_chart(suite: str, rows: list[dict[str, Any]], gate: float | None) -
     def x(rate: float) -> float:
         return label_w + plot_w * rate
 
-    parts = [f'<svg class="chart accuracy" data-suite="{_e(suite)}" role="img" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">',
-             f"<title>{_e(suite)}: pass rate per model with 95% confidence interval</title>", '<g class="axis">']
+    parts = [
+        f'<svg class="chart accuracy" data-suite="{_e(suite)}" role="img" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{_e(suite)}: pass rate per model with 95% confidence interval</title>",
+        '<g class="axis">',
+    ]
     for tick in (0, 0.25, 0.5, 0.75, 1):
-        parts.append(f'<line class="grid" x1="{_f(x(tick))}" x2="{_f(x(tick))}" y1="{top - 4}" y2="{height - bottom}"/>'
-                     f'<text x="{_f(x(tick))}" y="{top - 8}" text-anchor="middle">{tick * 100:.0f}%</text>')
+        parts.append(
+            f'<line class="grid" x1="{_f(x(tick))}" x2="{_f(x(tick))}" y1="{top - 4}" y2="{height - bottom}"/>'
+            f'<text x="{_f(x(tick))}" y="{top - 8}" text-anchor="middle">{tick * 100:.0f}%</text>'
+        )
     parts.append("</g>")
     for i, s in enumerate(rows):
         y = top + i * row_h
         mid = y + row_h / 2
         rate = s["rep_mean"] if s["repetitions"] > 1 and s["rep_mean"] is not None else s["pass_rate"]
-        tip = (f"{s['model']}: {percent(rate)} (95% CI {percent(s['ci_low'])}-{percent(s['ci_high'])}), "
-               f"{s['passed']} passed, {s['missed']} missed, {s['errors']} errors")
+        tip = (
+            f"{s['model']}: {percent(rate)} (95% CI {percent(s['ci_low'])}-{percent(s['ci_high'])}), "
+            f"{s['passed']} passed, {s['missed']} missed, {s['errors']} errors"
+        )
         parts.append(f'<g class="row" data-model="{_e(s["model"])}"><title>{_e(tip)}</title>')
         parts.append(f'<text x="{label_w - 8}" y="{_f(mid + 4)}" text-anchor="end">{_e(s["model"])}</text>')
         if rate is not None:
-            parts.append(f'<rect class="bar" x="{label_w}" y="{_f(y + 5)}" width="{_f(plot_w * rate)}" '
-                         f'height="{row_h - 10}"/>')
+            parts.append(
+                f'<rect class="bar" x="{label_w}" y="{_f(y + 5)}" width="{_f(plot_w * rate)}" height="{row_h - 10}"/>'
+            )
             lo, hi = x(s["ci_low"]), x(s["ci_high"])
-            parts.append(f'<line class="whisker" x1="{_f(lo)}" x2="{_f(hi)}" y1="{_f(mid)}" y2="{_f(mid)}"/>'
-                         f'<line class="whisker" x1="{_f(lo)}" x2="{_f(lo)}" y1="{_f(mid - 5)}" y2="{_f(mid + 5)}"/>'
-                         f'<line class="whisker" x1="{_f(hi)}" x2="{_f(hi)}" y1="{_f(mid - 5)}" y2="{_f(mid + 5)}"/>')
+            parts.append(
+                f'<line class="whisker" x1="{_f(lo)}" x2="{_f(hi)}" y1="{_f(mid)}" y2="{_f(mid)}"/>'
+                f'<line class="whisker" x1="{_f(lo)}" x2="{_f(lo)}" y1="{_f(mid - 5)}" y2="{_f(mid + 5)}"/>'
+                f'<line class="whisker" x1="{_f(hi)}" x2="{_f(hi)}" y1="{_f(mid - 5)}" y2="{_f(mid + 5)}"/>'
+            )
         parts.append(f'<text x="{label_w + plot_w + 6}" y="{_f(mid + 4)}">{percent(rate)}</text></g>')
     if gate is not None:
-        parts.append(f'<line class="gate" x1="{_f(x(gate))}" x2="{_f(x(gate))}" y1="{top - 2}" y2="{height - bottom}">'
-                     f"<title>gate: {percent(gate)}</title></line>")
+        parts.append(
+            f'<line class="gate" x1="{_f(x(gate))}" x2="{_f(x(gate))}" y1="{top - 2}" y2="{height - bottom}">'
+            f"<title>gate: {percent(gate)}</title></line>"
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -124,7 +136,7 @@ def cost_chart(suite: str, rows: list[dict[str, Any]]) -> tuple[str, list[str]]:
     if log:
         lo_exp, hi_exp = math.floor(math.log10(min(costs))), math.ceil(math.log10(max(costs)))
         hi_exp = max(hi_exp, lo_exp + 1)
-        x_ticks = [10.0 ** k for k in range(lo_exp, hi_exp + 1)]
+        x_ticks = [10.0**k for k in range(lo_exp, hi_exp + 1)]
 
         def xs(c: float) -> float:
             return left + plot_w * (math.log10(c) - lo_exp) / (hi_exp - lo_exp)
@@ -133,6 +145,7 @@ def cost_chart(suite: str, rows: list[dict[str, Any]]) -> tuple[str, list[str]]:
 
         def xs(c: float) -> float:
             return left + plot_w * c / (x_ticks[-1] or 1)
+
     rates = [p[2] for p in points]
     y_low = max(0.0, math.floor((min(rates) - 0.05) * 10) / 10)
     y_ticks = nice_ticks(y_low, 1.0, 4)
@@ -141,18 +154,26 @@ def cost_chart(suite: str, rows: list[dict[str, Any]]) -> tuple[str, list[str]]:
     def ys(rate: float) -> float:
         return top + plot_h * (1 - (rate - y_low) / ((1.0 - y_low) or 1))
 
-    parts = [f'<svg class="chart cost" data-suite="{_e(suite)}" role="img" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">',
-             f"<title>{_e(suite)}: pass rate against cost per million requests, Pareto front dashed</title>",
-             '<g class="axis">']
+    parts = [
+        f'<svg class="chart cost" data-suite="{_e(suite)}" role="img" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{_e(suite)}: pass rate against cost per million requests, Pareto front dashed</title>",
+        '<g class="axis">',
+    ]
     for t in x_ticks:
-        parts.append(f'<line class="grid" x1="{_f(xs(t))}" x2="{_f(xs(t))}" y1="{top}" y2="{top + plot_h}"/>'
-                     f'<text x="{_f(xs(t))}" y="{top + plot_h + 14}" text-anchor="middle">{_e(_money_tick(t))}</text>')
+        parts.append(
+            f'<line class="grid" x1="{_f(xs(t))}" x2="{_f(xs(t))}" y1="{top}" y2="{top + plot_h}"/>'
+            f'<text x="{_f(xs(t))}" y="{top + plot_h + 14}" text-anchor="middle">{_e(_money_tick(t))}</text>'
+        )
     for t in y_ticks:
-        parts.append(f'<line class="grid" x1="{left}" x2="{left + plot_w}" y1="{_f(ys(t))}" y2="{_f(ys(t))}"/>'
-                     f'<text x="{left - 6}" y="{_f(ys(t) + 4)}" text-anchor="end">{t * 100:.0f}%</text>')
-    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 6}" text-anchor="middle">'
-                 f'cost per million requests{" (log scale)" if log else ""}</text></g>')
+        parts.append(
+            f'<line class="grid" x1="{left}" x2="{left + plot_w}" y1="{_f(ys(t))}" y2="{_f(ys(t))}"/>'
+            f'<text x="{left - 6}" y="{_f(ys(t) + 4)}" text-anchor="end">{t * 100:.0f}%</text>'
+        )
+    parts.append(
+        f'<text x="{left + plot_w / 2}" y="{height - 6}" text-anchor="middle">'
+        f"cost per million requests{' (log scale)' if log else ''}</text></g>"
+    )
     front = pareto_front(points)
     by_name = {p[0]: p for p in points}
     path = " ".join(f"{_f(xs(by_name[n][1]))},{_f(ys(by_name[n][2]))}" for n in front)
@@ -160,10 +181,14 @@ def cost_chart(suite: str, rows: list[dict[str, Any]]) -> tuple[str, list[str]]:
         parts.append(f'<polyline class="front" points="{path}"/>')
     for name, cost, rate in points:
         cls = "point pareto" if name in front else "point"
-        tip = f"{name}: {percent(rate)} at {money(cost)} per million requests" + (" (Pareto front)" if name in front else "")
-        parts.append(f'<g data-model="{_e(name)}"><title>{_e(tip)}</title>'
-                     f'<circle class="{cls}" cx="{_f(xs(cost))}" cy="{_f(ys(rate))}" r="5"/>'
-                     f'<text x="{_f(xs(cost) + 8)}" y="{_f(ys(rate) + 4)}">{_e(name)}</text></g>')
+        tip = f"{name}: {percent(rate)} at {money(cost)} per million requests" + (
+            " (Pareto front)" if name in front else ""
+        )
+        parts.append(
+            f'<g data-model="{_e(name)}"><title>{_e(tip)}</title>'
+            f'<circle class="{cls}" cx="{_f(xs(cost))}" cy="{_f(ys(rate))}" r="5"/>'
+            f'<text x="{_f(xs(cost) + 8)}" y="{_f(ys(rate) + 4)}">{_e(name)}</text></g>'
+        )
     parts.append("</svg>")
     return "".join(parts), unknown
 
@@ -181,32 +206,40 @@ def latency_chart(suite: str, models: list[str], samples: dict[str, list[float]]
     def x(seconds: float) -> float:
         return label_w + plot_w * seconds * scale / (ticks[-1] or 1)
 
-    parts = [f'<svg class="chart latency" data-suite="{_e(suite)}" role="img" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">',
-             f"<title>{_e(suite)}: latency per request (box: p25-p75, line: median, whiskers: p5-p95, "
-             f"dots: requests)</title>", '<g class="axis">']
+    parts = [
+        f'<svg class="chart latency" data-suite="{_e(suite)}" role="img" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{_e(suite)}: latency per request (box: p25-p75, line: median, whiskers: p5-p95, "
+        f"dots: requests)</title>",
+        '<g class="axis">',
+    ]
     for t in ticks:
         px = label_w + plot_w * t / (ticks[-1] or 1)
-        parts.append(f'<line class="grid" x1="{_f(px)}" x2="{_f(px)}" y1="{top}" y2="{top + row_h * len(rows)}"/>'
-                     f'<text x="{_f(px)}" y="{top + row_h * len(rows) + 14}" text-anchor="middle">{t:g}</text>')
+        parts.append(
+            f'<line class="grid" x1="{_f(px)}" x2="{_f(px)}" y1="{top}" y2="{top + row_h * len(rows)}"/>'
+            f'<text x="{_f(px)}" y="{top + row_h * len(rows) + 14}" text-anchor="middle">{t:g}</text>'
+        )
     parts.append(f'<text x="{label_w + plot_w / 2}" y="{height - 6}" text-anchor="middle">{unit}</text></g>')
     for i, model in enumerate(rows):
         values = sorted(samples[model])
         q = {p: stats.percentile(values, p) or 0.0 for p in (5, 25, 50, 75, 95, 99)}  # values: never empty
         mid = top + i * row_h + row_h / 2
-        tip = (f"{model}: n={len(values)}, p50 {ms(q[50])}, p95 {ms(q[95])}, p99 {ms(q[99])}, "
-               f"max {ms(values[-1])}")
-        parts.append(f'<g class="row" data-model="{_e(model)}"><title>{_e(tip)}</title>'
-                     f'<text x="{label_w - 8}" y="{_f(mid + 4)}" text-anchor="end">{_e(model)}</text>')
+        tip = f"{model}: n={len(values)}, p50 {ms(q[50])}, p95 {ms(q[95])}, p99 {ms(q[99])}, max {ms(values[-1])}"
+        parts.append(
+            f'<g class="row" data-model="{_e(model)}"><title>{_e(tip)}</title>'
+            f'<text x="{label_w - 8}" y="{_f(mid + 4)}" text-anchor="end">{_e(model)}</text>'
+        )
         step = max(1, len(values) // MAX_SAMPLES)
         for j, v in enumerate(values[::step]):
             jitter = ((j * 7919) % 13 - 6) * 0.9  # deterministic spread, so equal values stay visible
             parts.append(f'<circle class="sample" cx="{_f(x(v))}" cy="{_f(mid + jitter)}" r="1.8"/>')
-        parts.append(f'<line class="whisker" x1="{_f(x(q[5]))}" x2="{_f(x(q[95]))}" y1="{_f(mid)}" y2="{_f(mid)}"/>'
-                     f'<rect class="box" x="{_f(x(q[25]))}" y="{_f(mid - 8)}" '
-                     f'width="{_f(max(1.0, x(q[75]) - x(q[25])))}" height="16"/>'
-                     f'<line class="median" x1="{_f(x(q[50]))}" x2="{_f(x(q[50]))}" y1="{_f(mid - 8)}" '
-                     f'y2="{_f(mid + 8)}"/></g>')
+        parts.append(
+            f'<line class="whisker" x1="{_f(x(q[5]))}" x2="{_f(x(q[95]))}" y1="{_f(mid)}" y2="{_f(mid)}"/>'
+            f'<rect class="box" x="{_f(x(q[25]))}" y="{_f(mid - 8)}" '
+            f'width="{_f(max(1.0, x(q[75]) - x(q[25])))}" height="16"/>'
+            f'<line class="median" x1="{_f(x(q[50]))}" x2="{_f(x(q[50]))}" y1="{_f(mid - 8)}" '
+            f'y2="{_f(mid + 8)}"/></g>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -221,23 +254,57 @@ def _rate_cell(s: dict[str, Any]) -> str:
 
 
 def _summary_table(summaries: list[dict[str, Any]]) -> str:
-    head = ("suite", "model", "n", "pass", "miss", "err", "pass rate", "95% CI", "p50", "p95", "p99",
-            "$/1M req", "cost basis", "gate")
+    head = (
+        "suite",
+        "model",
+        "n",
+        "pass",
+        "miss",
+        "err",
+        "pass rate",
+        "95% CI",
+        "p50",
+        "p95",
+        "p99",
+        "$/1M req",
+        "cost basis",
+        "gate",
+    )
     numeric = set(range(2, 12))
-    out = ["<table class=\"summary\"><thead><tr>"]
+    out = ['<table class="summary"><thead><tr>']
     out += [f'<th class="{"num" if i in numeric else ""}">{h}</th>' for i, h in enumerate(head)]
     out.append("</tr></thead><tbody>")
     for s in summaries:
         gate = s.get("gate")
-        verdict = "" if gate is None else (
-            f'<span class="badge {"pass" if gate["passed"] else "fail"}" title="{_e(gate["reason"])}">'
-            f'{"PASS" if gate["passed"] else "FAIL"}</span>')
+        verdict = (
+            ""
+            if gate is None
+            else (
+                f'<span class="badge {"pass" if gate["passed"] else "fail"}" title="{_e(gate["reason"])}">'
+                f"{'PASS' if gate['passed'] else 'FAIL'}</span>"
+            )
+        )
         ci = f"{percent(s['ci_low'])}-{percent(s['ci_high'])}" if s["pass_rate"] is not None else "-"
-        cells = (s["suite"], s["model"], s["n"], s["passed"], s["missed"], s["errors"], _rate_cell(s), ci,
-                 ms(s["latency_p50"]), ms(s["latency_p95"]), ms(s["latency_p99"]),
-                 money(s["cost"]["per_million"]), s["cost"]["basis"])
-        out.append("<tr>" + "".join(f'<td class="{"num" if i in numeric else ""}">{_e(c)}</td>'
-                                    for i, c in enumerate(cells)) + f"<td>{verdict}</td></tr>")
+        cells = (
+            s["suite"],
+            s["model"],
+            s["n"],
+            s["passed"],
+            s["missed"],
+            s["errors"],
+            _rate_cell(s),
+            ci,
+            ms(s["latency_p50"]),
+            ms(s["latency_p95"]),
+            ms(s["latency_p99"]),
+            money(s["cost"]["per_million"]),
+            s["cost"]["basis"],
+        )
+        out.append(
+            "<tr>"
+            + "".join(f'<td class="{"num" if i in numeric else ""}">{_e(c)}</td>' for i, c in enumerate(cells))
+            + f"<td>{verdict}</td></tr>"
+        )
     out.append("</tbody></table>")
     return "".join(out)
 
@@ -249,30 +316,43 @@ def _comparison(comparison: dict[str, Any]) -> str:
         f'<tr><td class="num">{r.rank}</td><td>{_e(r.model)}</td><td class="num">{percent(r.rate)}</td>'
         f'<td class="num">{"" if r.p_value is None or r.delta_pp is None else f"{r.delta_pp:+.1f} pp"}</td>'
         f'<td>{_e(significance_text(r, obj.alpha))}</td><td class="num">'
-        f'{_e(money(None if r.cost_per_request is None else r.cost_per_request * 1e6))}</td></tr>'
-        for r in ranking)
-    return (f'<p class="route">{_e(route_text(obj))}</p>'
-            f'<table class="ranking"><thead><tr><th class="num">rank</th><th>model</th><th class="num">pass rate</th>'
-            f'<th class="num">vs best</th><th>exact McNemar vs best (alpha {obj.alpha:g})</th>'
-            f'<th class="num">$/1M req</th></tr></thead><tbody>{rows}</tbody></table>')
+        f"{_e(money(None if r.cost_per_request is None else r.cost_per_request * 1e6))}</td></tr>"
+        for r in ranking
+    )
+    return (
+        f'<p class="route">{_e(route_text(obj))}</p>'
+        f'<table class="ranking"><thead><tr><th class="num">rank</th><th>model</th><th class="num">pass rate</th>'
+        f'<th class="num">vs best</th><th>exact McNemar vs best (alpha {obj.alpha:g})</th>'
+        f'<th class="num">$/1M req</th></tr></thead><tbody>{rows}</tbody></table>'
+    )
 
 
 def _records_table(table_id: str, records: list[dict[str, Any]], columns: list[tuple[str, str]], what: str) -> str:
     if not records:
         return f'<p class="note">No {what}.</p>'
     shown = records[:MAX_TABLE_ROWS]
-    note = (f' <span class="note">(first {MAX_TABLE_ROWS} of {len(records)}; all are in results.json)</span>'
-            if len(records) > MAX_TABLE_ROWS else "")
-    out = [f'<p><input type="search" placeholder="filter {what}" data-filter="{table_id}" '
-           f'data-count="{table_id}-count" aria-label="filter {what}"> '
-           f'<span class="note" id="{table_id}-count">{len(shown)} of {len(shown)}</span>{note}</p>',
-           f'<table id="{table_id}"><thead><tr>' + "".join(f"<th>{_e(h)}</th>" for h, _ in columns) + "</tr></thead><tbody>"]
+    note = (
+        f' <span class="note">(first {MAX_TABLE_ROWS} of {len(records)}; all are in results.json)</span>'
+        if len(records) > MAX_TABLE_ROWS
+        else ""
+    )
+    out = [
+        f'<p><input type="search" placeholder="filter {what}" data-filter="{table_id}" '
+        f'data-count="{table_id}-count" aria-label="filter {what}"> '
+        f'<span class="note" id="{table_id}-count">{len(shown)} of {len(shown)}</span>{note}</p>',
+        f'<table id="{table_id}"><thead><tr>'
+        + "".join(f"<th>{_e(h)}</th>" for h, _ in columns)
+        + "</tr></thead><tbody>",
+    ]
     for r in shown:
         cells = []
         for _, key in columns:
             value = r.get(key)
-            cells.append(f"<td><pre>{_e(value)}</pre></td>" if key in ("expected", "output", "explanation", "error")
-                         else f"<td>{_e(value)}</td>")
+            cells.append(
+                f"<td><pre>{_e(value)}</pre></td>"
+                if key in ("expected", "output", "explanation", "error")
+                else f"<td>{_e(value)}</td>"
+            )
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</tbody></table>")
     return "".join(out)
@@ -284,15 +364,19 @@ def _baseline(baseline: dict[str, Any]) -> str:
         failing = ", ".join(d["newly_failing"][:30]) + (" ..." if len(d["newly_failing"]) > 30 else "")
         change = "-" if d["delta_pp"] is None else f"{d['delta_pp']:+.1f} pp"
         p_value = "-" if d["p_value"] is None else f"{d['p_value']:.3g}"
-        rows.append(f'<tr><td>{_e(d["suite"])}</td><td>{_e(d["model"])}</td><td class="num">{d["shared"]}</td>'
-                    f'<td class="num">{percent(d["baseline_rate"])}</td><td class="num">{percent(d["rate"])}</td>'
-                    f'<td class="num">{change}</td><td class="num">{p_value}</td>'
-                    f"<td>{len(d['newly_failing'])}</td><td>{_e(failing)}</td></tr>")
-    return (f'<p class="meta">Baseline <code>{_e(baseline["path"])}</code> from {_e(baseline.get("created_at"))}; '
-            "compared on the examples both runs share.</p>"
-            '<table class="baseline"><thead><tr><th>suite</th><th>model</th><th class="num">shared</th>'
-            '<th class="num">baseline</th><th class="num">now</th><th class="num">change</th><th class="num">p</th>'
-            "<th>newly failing</th><th>examples</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+        rows.append(
+            f'<tr><td>{_e(d["suite"])}</td><td>{_e(d["model"])}</td><td class="num">{d["shared"]}</td>'
+            f'<td class="num">{percent(d["baseline_rate"])}</td><td class="num">{percent(d["rate"])}</td>'
+            f'<td class="num">{change}</td><td class="num">{p_value}</td>'
+            f"<td>{len(d['newly_failing'])}</td><td>{_e(failing)}</td></tr>"
+        )
+    return (
+        f'<p class="meta">Baseline <code>{_e(baseline["path"])}</code> from {_e(baseline.get("created_at"))}; '
+        "compared on the examples both runs share.</p>"
+        '<table class="baseline"><thead><tr><th>suite</th><th>model</th><th class="num">shared</th>'
+        '<th class="num">baseline</th><th class="num">now</th><th class="num">change</th><th class="num">p</th>'
+        "<th>newly failing</th><th>examples</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+    )
 
 
 def render(document: dict[str, Any]) -> str:
@@ -312,14 +396,18 @@ def render(document: dict[str, Any]) -> str:
     status = run["exit_status"]
     gates = document["gates"]
     failed_gates = [g for g in gates if not g["passed"]]
-    body = [f"<h1>pytest-distill report</h1><p class=\"meta\">{_e(document['created_at'])} · "
-            f"pytest-distill {_e(document['versions'].get('pytest-distill'))} · exit status "
-            f'<span class="{"status-ok" if status == 0 else "status-fail"}">{status}</span> · '
-            f"{len(records)} records · models: {_e(', '.join(run['models']))}<br>"
-            f"<code>pytest {_e(' '.join(run['args']))}</code></p>"]
+    body = [
+        f'<h1>pytest-distill report</h1><p class="meta">{_e(document["created_at"])} · '
+        f"pytest-distill {_e(document['versions'].get('pytest-distill'))} · exit status "
+        f'<span class="{"status-ok" if status == 0 else "status-fail"}">{status}</span> · '
+        f"{len(records)} records · models: {_e(', '.join(run['models']))}<br>"
+        f"<code>pytest {_e(' '.join(run['args']))}</code></p>"
+    ]
     warning = document.get("judge_warning")
     if warning:
-        body.append(f'<p class="judge-warning" role="alert"><strong>Offline judge:</strong> {_e(warning["message"])}</p>')
+        body.append(
+            f'<p class="judge-warning" role="alert"><strong>Offline judge:</strong> {_e(warning["message"])}</p>'
+        )
     if gates:
         body.append(f"<p>Gates: {len(gates) - len(failed_gates)} passed, {len(failed_gates)} failed.</p>")
     body.append("<h2>Summary</h2>" + _summary_table(summaries))
@@ -330,39 +418,89 @@ def render(document: dict[str, Any]) -> str:
     if document.get("baseline"):
         body.append("<h2>Against the baseline</h2>" + _baseline(document["baseline"]))
     for suite, rows in sorted(by_suite.items()):
-        order = [r["model"] for r in comparisons[suite]["ranking"]] if suite in comparisons else [r["model"] for r in rows]
+        order = (
+            [r["model"] for r in comparisons[suite]["ranking"]] if suite in comparisons else [r["model"] for r in rows]
+        )
         rows = sorted(rows, key=lambda s: order.index(s["model"]))
         gate = (document["suites"].get(suite) or {}).get("gate") or {}
         body.append(f'<section class="suite" id="suite-{_e(suite)}"><h2>{_e(suite)}</h2>')
         if suite in comparisons:
             body.append(_comparison(comparisons[suite]))
         cost_svg, unknown = cost_chart(suite, rows)
-        missing = (f'<p class="note">No cost for: {_e(", ".join(unknown))}.</p>' if unknown and "<svg" in cost_svg else "")
-        body.append('<div class="charts">'
-                    f"<figure>{accuracy_chart(suite, rows, gate.get('min_pass_rate'))}"
-                    "<figcaption>Pass rate, 95% Wilson interval"
-                    f"{'; dashed line: the gate' if gate.get('min_pass_rate') is not None else ''}</figcaption></figure>"
-                    f"<figure>{cost_svg}<figcaption>Accuracy against cost; red: the Pareto front</figcaption>{missing}</figure>"
-                    f"<figure>{latency_chart(suite, order, {m: latencies[(suite, m)] for m in order})}"
-                    "<figcaption>Latency per request (cached answers excluded)</figcaption></figure></div></section>")
+        missing = (
+            f'<p class="note">No cost for: {_e(", ".join(unknown))}.</p>' if unknown and "<svg" in cost_svg else ""
+        )
+        body.append(
+            '<div class="charts">'
+            f"<figure>{accuracy_chart(suite, rows, gate.get('min_pass_rate'))}"
+            "<figcaption>Pass rate, 95% Wilson interval"
+            f"{'; dashed line: the gate' if gate.get('min_pass_rate') is not None else ''}</figcaption></figure>"
+            f"<figure>{cost_svg}<figcaption>Accuracy against cost; red: the Pareto front</figcaption>{missing}</figure>"
+            f"<figure>{latency_chart(suite, order, {m: latencies[(suite, m)] for m in order})}"
+            "<figcaption>Latency per request (cached answers excluded)</figcaption></figure></div></section>"
+        )
     body.append(serving.html_section(document))  # the bench and volume sections, when present
     misses = [r for r in records if r["outcome"] == "miss"]
     errors = [r for r in records if r["outcome"] == "error"]
-    body.append("<h2>Misses</h2>" + _records_table(
-        "misses", misses, [("suite", "suite"), ("model", "model"), ("example", "example_id"), ("rep", "repetition"),
-                           ("expected", "expected"), ("got", "output"), ("why", "explanation")], "misses"))
-    body.append("<h2>Errors</h2>" + _records_table(
-        "errors", errors, [("suite", "suite"), ("model", "model"), ("example", "example_id"), ("rep", "repetition"),
-                           ("error", "error")], "errors"))
+    body.append(
+        "<h2>Misses</h2>"
+        + _records_table(
+            "misses",
+            misses,
+            [
+                ("suite", "suite"),
+                ("model", "model"),
+                ("example", "example_id"),
+                ("rep", "repetition"),
+                ("expected", "expected"),
+                ("got", "output"),
+                ("why", "explanation"),
+            ],
+            "misses",
+        )
+    )
+    body.append(
+        "<h2>Errors</h2>"
+        + _records_table(
+            "errors",
+            errors,
+            [
+                ("suite", "suite"),
+                ("model", "model"),
+                ("example", "example_id"),
+                ("rep", "repetition"),
+                ("error", "error"),
+            ],
+            "errors",
+        )
+    )
     internal = [r for r in records if r["outcome"] == "internal"]
     if internal:  # plugin bugs: kept apart from the model's errors
-        body.append("<h2>pytest-distill internal errors</h2>" + _records_table(
-            "internal", internal, [("suite", "suite"), ("model", "model"), ("example", "example_id"),
-                                   ("rep", "repetition"), ("traceback", "error")], "internal errors"))
+        body.append(
+            "<h2>pytest-distill internal errors</h2>"
+            + _records_table(
+                "internal",
+                internal,
+                [
+                    ("suite", "suite"),
+                    ("model", "model"),
+                    ("example", "example_id"),
+                    ("rep", "repetition"),
+                    ("traceback", "error"),
+                ],
+                "internal errors",
+            )
+        )
     if gates:
-        body.append("<h2>Gates</h2><ul>" + "".join(
-            f'<li><span class="badge {"pass" if g["passed"] else "fail"}">{"PASS" if g["passed"] else "FAIL"}</span> '
-            f'{_e(g["suite"])} × {_e(g["model"])}: {_e(g["reason"])}</li>' for g in gates) + "</ul>")
+        body.append(
+            "<h2>Gates</h2><ul>"
+            + "".join(
+                f'<li><span class="badge {"pass" if g["passed"] else "fail"}">{"PASS" if g["passed"] else "FAIL"}</span> '
+                f"{_e(g['suite'])} × {_e(g['model'])}: {_e(g['reason'])}</li>"
+                for g in gates
+            )
+            + "</ul>"
+        )
     template = (HERE / "template.html").read_text(encoding="utf-8")
     script = (HERE / "report.js").read_text(encoding="utf-8")
     # Split on the markers rather than str.replace, so user text that happens to contain

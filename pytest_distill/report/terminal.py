@@ -12,8 +12,9 @@ from pytest_distill.report.generation import generation_lines
 from pytest_distill.report.matrix_view import terminal_matrix, terminal_routing
 
 
-def summary_rows(summaries: Iterable[Summary], extra: dict[tuple[str, str], dict[str, str]] | None = None
-                 ) -> list[list[str]]:
+def summary_rows(
+    summaries: Iterable[Summary], extra: dict[tuple[str, str], dict[str, str]] | None = None
+) -> list[list[str]]:
     extra = extra or {}
     summaries = list(summaries)
     # With --repeat: the pass rate is mean ± std over repetitions, and "flips" counts the
@@ -21,8 +22,23 @@ def summary_rows(summaries: Iterable[Summary], extra: dict[tuple[str, str], dict
     repeated = any(s.repetitions > 1 for s in summaries)
     # Plugin bugs get their own column, and only when there are any: never the model's "err".
     internal = any(s.internal for s in summaries)
-    header = ["suite", "model", "n", "pass", "miss", "err", *(["bug"] if internal else []), "pass rate",
-              *(["flips"] if repeated else []), "95% CI", "p50", "p95", "p99", "tok in", "tok out"]
+    header = [
+        "suite",
+        "model",
+        "n",
+        "pass",
+        "miss",
+        "err",
+        *(["bug"] if internal else []),
+        "pass rate",
+        *(["flips"] if repeated else []),
+        "95% CI",
+        "p50",
+        "p95",
+        "p99",
+        "tok in",
+        "tok out",
+    ]
     extra_columns: list[str] = []
     for values in extra.values():
         for column in values:
@@ -34,12 +50,21 @@ def summary_rows(summaries: Iterable[Summary], extra: dict[tuple[str, str], dict
         if s.repetitions > 1 and s.rep_mean is not None:
             rate = f"{100 * s.rep_mean:.1f}±{100 * (s.rep_std or 0):.1f}%"
         row = [
-            s.suite, s.model, str(s.n), str(s.passed), str(s.missed), str(s.errors),
-            *([str(s.internal)] if internal else []), rate,
+            s.suite,
+            s.model,
+            str(s.n),
+            str(s.passed),
+            str(s.missed),
+            str(s.errors),
+            *([str(s.internal)] if internal else []),
+            rate,
             *([str(s.flips) if s.repetitions > 1 else "-"] if repeated else []),
             f"{100 * s.ci_low:.1f}-{100 * s.ci_high:.1f}%" if s.pass_rate is not None else "-",
-            ms(s.latency_p50), ms(s.latency_p95), ms(s.latency_p99),
-            count(s.mean_input_tokens), count(s.mean_output_tokens),
+            ms(s.latency_p50),
+            ms(s.latency_p95),
+            ms(s.latency_p99),
+            count(s.mean_input_tokens),
+            count(s.mean_output_tokens),
         ]
         values = extra.get((s.suite, s.model), {})
         rows.append(row + [values.get(column, "") for column in extra_columns])
@@ -72,8 +97,11 @@ def render(result: RunResult) -> list[str]:
     extra: dict[tuple[str, str], dict[str, str]] = {}
     for s in result.summaries:
         cost = result.cost(s.suite, s.model)
-        extra[(s.suite, s.model)] = {"$/req": money(cost.per_request), "$/1M req": money(cost.per_million),
-                                     "cost basis": cost.basis}
+        extra[(s.suite, s.model)] = {
+            "$/req": money(cost.per_request),
+            "$/1M req": money(cost.per_million),
+            "cost basis": cost.basis,
+        }
     for gate in result.gates:
         extra.setdefault((gate.suite, gate.model), {})["gate"] = "PASS" if gate.passed else "FAIL"
     if any(s.repetitions > 1 for s in result.summaries):
@@ -94,8 +122,10 @@ def render(result: RunResult) -> list[str]:
     internal = result.internal_errors
     if internal:
         shown = ", ".join(r.nodeid for r in internal[:5]) + (", ..." if len(internal) > 5 else "")
-        lines.append(f"{len(internal)} item(s) hit a pytest-distill internal error (a plugin bug, not counted "
-                     f"as the model's errors; please report it with the traceback above): {shown}")
+        lines.append(
+            f"{len(internal)} item(s) hit a pytest-distill internal error (a plugin bug, not counted "
+            f"as the model's errors; please report it with the traceback above): {shown}"
+        )
     lines += generation_lines(list(result.records))
     lines += result.cost_notes
     return lines

@@ -14,9 +14,11 @@ def write_reports(directory: Path, result: RunResult) -> list[Path]:
     """results.json, report.html and summary.md in `directory` (created if needed)."""
     document = json_report.document(result)
     directory.mkdir(parents=True, exist_ok=True)
-    return [write_results(directory, document),
-            write_text_atomically(directory / "report.html", html.render(document)),
-            write_text_atomically(directory / "summary.md", markdown.render(document))]
+    return [
+        write_results(directory, document),
+        write_text_atomically(directory / "report.html", html.render(document)),
+        write_text_atomically(directory / "summary.md", markdown.render(document)),
+    ]
 
 
 def append_step_summary(result: RunResult) -> Path | None:

@@ -80,8 +80,7 @@ def _warn(message: str) -> None:
 class SqliteCache:
     """Implements engine.ResponseCache."""
 
-    def __init__(self, directory: Path | str, mode: str = DEFAULT_MODE, *,
-                 warn: Callable[[str], None] = _warn) -> None:
+    def __init__(self, directory: Path | str, mode: str = DEFAULT_MODE, *, warn: Callable[[str], None] = _warn) -> None:
         if mode not in MODES or mode == "off":
             raise ConfigError(f"cache mode must be one of {', '.join(m for m in MODES if m != 'off')}, got '{mode}'")
         self.mode = mode
@@ -110,13 +109,16 @@ class SqliteCache:
             if not self.writes:  # read/replay: what the run needs is in that file; never discard it
                 raise ConfigError(
                     f"the response cache {self.path} is not usable ({exc}); delete it (and any "
-                    f"{FILE_NAME}-wal/-shm beside it) or use another --distill-cache DIR") from None
+                    f"{FILE_NAME}-wal/-shm beside it) or use another --distill-cache DIR"
+                ) from None
             # Under xdist the controller opens (and repairs) first; a second run starting at
             # the same moment may have repaired it already: never move a file we did not check.
             if _identity(self.path) == checked:
                 moved = self._move_aside()
-                self._warn(f"pytest-distill: the response cache {self.path} was not usable ({exc}); "
-                           f"moved it to {moved.name} and started an empty one")
+                self._warn(
+                    f"pytest-distill: the response cache {self.path} was not usable ({exc}); "
+                    f"moved it to {moved.name} and started an empty one"
+                )
             return self._open()
 
     def _open(self) -> sqlite3.Connection:
@@ -129,8 +131,9 @@ class SqliteCache:
                 raise BadCacheFile(f"damaged: {problems[0]}")
             columns = tuple(row[1] for row in conn.execute("PRAGMA table_info(responses)"))
             if columns and columns != COLUMNS:
-                raise BadCacheFile(f"its responses table has the columns ({', '.join(columns)}), "
-                                   f"not ({', '.join(COLUMNS)})")
+                raise BadCacheFile(
+                    f"its responses table has the columns ({', '.join(columns)}), not ({', '.join(COLUMNS)})"
+                )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable commits, no corruption on a kill
             conn.execute(_SCHEMA)
@@ -156,8 +159,10 @@ class SqliteCache:
         self.reads = self.writes = False
         if self.problem is None:
             self.problem = f"{type(exc).__name__}: {exc}"
-            self._warn(f"pytest-distill: the response cache {self.path} failed ({self.problem}); "
-                       "it is off for the rest of this run")
+            self._warn(
+                f"pytest-distill: the response cache {self.path} failed ({self.problem}); "
+                "it is off for the rest of this run"
+            )
 
     def get(self, key: str) -> dict[str, Any] | None:
         if not self.reads:
@@ -221,11 +226,14 @@ class SqliteCache:
 
     def describe(self) -> str:
         off = f" (off since: {self.problem})" if self.problem else ""
-        return f"{self.mode} cache at {self.path}: {self.hits} hit(s), {self.misses} miss(es), {self.stored} stored{off}"
+        return (
+            f"{self.mode} cache at {self.path}: {self.hits} hit(s), {self.misses} miss(es), {self.stored} stored{off}"
+        )
 
 
-def open_cache(directory: str | Path | None, mode: str | None, rootdir: Path,
-               warn: Callable[[str], None] = _warn) -> SqliteCache | None:
+def open_cache(
+    directory: str | Path | None, mode: str | None, rootdir: Path, warn: Callable[[str], None] = _warn
+) -> SqliteCache | None:
     """The cache the options ask for: a directory alone means readwrite; a mode alone uses
     .distill-cache at the rootdir; neither (or mode off) means no cache."""
     if mode is not None and mode not in MODES:

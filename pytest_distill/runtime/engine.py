@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -124,8 +125,7 @@ def redact_completion(completion: Completion) -> Completion:
     is compared with the reference, so it is not masked by name."""
     completion.text = redact.text(completion.text)
     completion.model = redact.text(completion.model)
-    completion.tool_calls = [ToolCall(redact.text(c.name), _redact_strings(c.arguments))
-                             for c in completion.tool_calls]
+    completion.tool_calls = [ToolCall(redact.text(c.name), _redact_strings(c.arguments)) for c in completion.tool_calls]
     return completion
 
 
@@ -150,8 +150,14 @@ def redact_error(error: ProviderError, attempts: int = 1) -> ProviderError:
 
 
 class Engine:
-    def __init__(self, cache: ResponseCache | None = None, *, servers: ServerPool | None = None,
-                 sleep: Any = asyncio.sleep, clock: Any = time.monotonic) -> None:
+    def __init__(
+        self,
+        cache: ResponseCache | None = None,
+        *,
+        servers: ServerPool | None = None,
+        sleep: Any = asyncio.sleep,
+        clock: Any = time.monotonic,
+    ) -> None:
         """`servers`: the managed servers this process uses (runtime.servers); a provider
         whose model runs on one is built attached to it."""
         self.cache = cache
@@ -197,10 +203,8 @@ class Engine:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
 
-            try:
+            with contextlib.suppress(Exception):
                 asyncio.run_coroutine_threadsafe(_cancel_all(), loop).result(timeout=10)
-            except Exception:
-                pass
             loop.call_soon_threadsafe(loop.stop)
             if self._thread is not None:
                 self._thread.join(timeout=10)
@@ -252,8 +256,13 @@ class Engine:
         limits = self._limits.get(entry.name)
         if limits is None:
             concurrency = entry.max_concurrency or provider.max_concurrency
-            limits = _Limits(asyncio.Semaphore(concurrency), entry.requests_per_minute, entry.tokens_per_minute,
-                             clock=self._clock, sleep=self._sleep)
+            limits = _Limits(
+                asyncio.Semaphore(concurrency),
+                entry.requests_per_minute,
+                entry.tokens_per_minute,
+                clock=self._clock,
+                sleep=self._sleep,
+            )
             self._limits[entry.name] = limits
         return limits
 
@@ -282,8 +291,13 @@ class Engine:
         replicas = self._replicas.get(entry.name)
         if replicas is None:
             limit = entry.max_concurrency or provider.max_concurrency
-            replicas = ReplicaSet([Replica(url, create_provider(dataclasses.replace(entry, base_url=url, base_urls=[])),
-                                           limit) for url in entry.base_urls], clock=self._clock)
+            replicas = ReplicaSet(
+                [
+                    Replica(url, create_provider(dataclasses.replace(entry, base_url=url, base_urls=[])), limit)
+                    for url in entry.base_urls
+                ],
+                clock=self._clock,
+            )
             self._replicas[entry.name] = replicas
         return replicas
 
@@ -306,8 +320,9 @@ class Engine:
                 replicas.release(replica, latency_s=self._clock() - started)
                 return redact_completion(completion)
             except TimeoutError:
-                error = ProviderError(f"{entry.name}: no answer within {entry.timeout_s:g}s from {replica.url}",
-                                      retryable=True)
+                error = ProviderError(
+                    f"{entry.name}: no answer within {entry.timeout_s:g}s from {replica.url}", retryable=True
+                )
                 replica_failed = True
             except ProviderError as exc:
                 error, replica_failed = exc, is_replica_failure(exc)

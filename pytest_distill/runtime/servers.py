@@ -153,8 +153,19 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
 
 
 class ManagedServer:
-    def __init__(self, *, name: str, kind: str, command: list[str], env: dict[str, str], base_url: str,
-                 health_url: str, log_path: Path, startup_timeout_s: float, cwd: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        kind: str,
+        command: list[str],
+        env: dict[str, str],
+        base_url: str,
+        health_url: str,
+        log_path: Path,
+        startup_timeout_s: float,
+        cwd: str | None = None,
+    ) -> None:
         self.name = name
         self.kind = kind
         self.command = command
@@ -173,15 +184,28 @@ class ManagedServer:
 
     @classmethod
     def from_plan(cls, name: str, plan: ServerPlan, log_dir: Path) -> ManagedServer:
-        return cls(name=name, kind=plan.kind, command=list(plan.command), env=dict(plan.env),
-                   base_url=plan.base_url, health_url=plan.health_url, log_path=Path(log_dir) / plan.log_name,
-                   startup_timeout_s=plan.startup_timeout_s)
+        return cls(
+            name=name,
+            kind=plan.kind,
+            command=list(plan.command),
+            env=dict(plan.env),
+            base_url=plan.base_url,
+            health_url=plan.health_url,
+            log_path=Path(log_dir) / plan.log_name,
+            startup_timeout_s=plan.startup_timeout_s,
+        )
 
     @property
     def info(self) -> ServerInfo:
         assert self.proc is not None
-        return ServerInfo(name=self.name, kind=self.kind, base_url=self.base_url, log_path=str(self.log_path),
-                          status_path=str(self.status_path), pid=self.proc.pid)
+        return ServerInfo(
+            name=self.name,
+            kind=self.kind,
+            base_url=self.base_url,
+            log_path=str(self.log_path),
+            status_path=str(self.status_path),
+            pid=self.proc.pid,
+        )
 
     # --- start ------------------------------------------------------------
     def start(self, progress: Callable[[str], None] | None = None) -> ServerInfo:
@@ -196,23 +220,32 @@ class ManagedServer:
         log.flush()
         try:
             self.proc = subprocess.Popen(
-                self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                env=self.env, cwd=self.cwd, start_new_session=True,
+                self.command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
         except OSError as exc:
             log.close()
-            raise ServerStartError(f"cannot start the {self.kind} server for '{self.name}': "
-                                   f"{self.command[0]}: {exc.strerror}") from None
+            raise ServerStartError(
+                f"cannot start the {self.kind} server for '{self.name}': {self.command[0]}: {exc.strerror}"
+            ) from None
         assert self.proc.stdout is not None
-        self._copier = threading.Thread(target=_copy_redacted, args=(self.proc.stdout, log),
-                                        name=f"distill-log-{self.name}", daemon=True)
+        self._copier = threading.Thread(
+            target=_copy_redacted, args=(self.proc.stdout, log), name=f"distill-log-{self.name}", daemon=True
+        )
         self._copier.start()
         _LIVE.add(self)
         self._watcher = threading.Thread(target=self._watch, name=f"distill-watch-{self.name}", daemon=True)
         self._watcher.start()
-        say(f"pytest-distill: starting the {self.kind} server for '{self.name}' at {self.base_url} "
-            f"(pid {self.proc.pid}, log {self.log_path})")
+        say(
+            f"pytest-distill: starting the {self.kind} server for '{self.name}' at {self.base_url} "
+            f"(pid {self.proc.pid}, log {self.log_path})"
+        )
         try:
             self._wait_healthy(started, say)
         except BaseException:  # start-up failed, timed out, or Ctrl-C: leave nothing behind
@@ -233,13 +266,18 @@ class ManagedServer:
                 return
             now = time.monotonic()
             if now - started > self.startup_timeout_s:
-                raise ServerStartError(self._failure(
-                    f"did not become healthy ({self.health_url}) within {self.startup_timeout_s:g} s "
-                    "(startup_timeout_s)"))
+                raise ServerStartError(
+                    self._failure(
+                        f"did not become healthy ({self.health_url}) within {self.startup_timeout_s:g} s "
+                        "(startup_timeout_s)"
+                    )
+                )
             if now >= next_progress:
                 last = log_tail(self.log_path, lines=1, width=120)
-                say(f"pytest-distill: waiting for the {self.kind} server for '{self.name}' "
-                    f"({now - started:.0f} s){': ' + last if last else ''}")
+                say(
+                    f"pytest-distill: waiting for the {self.kind} server for '{self.name}' "
+                    f"({now - started:.0f} s){': ' + last if last else ''}"
+                )
                 next_progress = now + PROGRESS_EVERY_S
             time.sleep(0.5)
 
@@ -252,9 +290,12 @@ class ManagedServer:
 
     def _failure(self, what: str) -> str:
         tail = log_tail(self.log_path)
-        return (f"the {self.kind} server for '{self.name}' {what}; log: {self.log_path}\n"
-                f"--- last lines of the log ---\n{tail}" if tail else
-                f"the {self.kind} server for '{self.name}' {what}; log: {self.log_path} (empty)")
+        return (
+            f"the {self.kind} server for '{self.name}' {what}; log: {self.log_path}\n"
+            f"--- last lines of the log ---\n{tail}"
+            if tail
+            else f"the {self.kind} server for '{self.name}' {what}; log: {self.log_path} (empty)"
+        )
 
     def _watch(self) -> None:
         assert self.proc is not None
@@ -328,6 +369,7 @@ def _stop_all_at_exit() -> None:
 
 # --- the servers of one pytest session -----------------------------------------
 
+
 class ServerPool:
     """The managed servers one process uses: entry name -> ServerInfo. In the controller
     (or a serial run) it also owns the processes it started."""
@@ -356,7 +398,9 @@ class ServerPool:
         provider = create_provider(entry)
         return isinstance(provider, ServesItself) and provider.server_plan() is not None
 
-    def start(self, entries: Iterable[ModelEntry], log_dir: Path, progress: Callable[[str], None] | None = None) -> None:
+    def start(
+        self, entries: Iterable[ModelEntry], log_dir: Path, progress: Callable[[str], None] | None = None
+    ) -> None:
         try:
             for entry in entries:
                 if entry.name in self.running:

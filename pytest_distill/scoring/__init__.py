@@ -83,5 +83,15 @@ def make_scorer(name: str, judge: Judge | None = None) -> Scorer:
     return PLAIN_SCORERS[name]
 
 
-__all__ = ["DEFAULT_SCORER", "JUDGE_SCORERS", "PLAIN_SCORERS", "SCORERS", "Score", "Scorer", "check_scorer",
-           "make_scorer", "scorer_name_for", "uses_judge"]
+__all__ = [
+    "DEFAULT_SCORER",
+    "JUDGE_SCORERS",
+    "PLAIN_SCORERS",
+    "SCORERS",
+    "Score",
+    "Scorer",
+    "check_scorer",
+    "make_scorer",
+    "scorer_name_for",
+    "uses_judge",
+]

@@ -87,8 +87,10 @@ USER_PROMPT = """<<<BEGIN INPUT {tag}>>>
 
 Grade the candidate (between the CANDIDATE lines tagged {tag}) against the reference. Reply with only the JSON object."""
 
-RETRY_PROMPT = ("Your reply could not be read as a verdict ({problem}). Reply with only the JSON object "
-                '{{"reason": "<one sentence>", "verdict": "good" or "bad"}}.')
+RETRY_PROMPT = (
+    "Your reply could not be read as a verdict ({problem}). Reply with only the JSON object "
+    '{{"reason": "<one sentence>", "verdict": "good" or "bad"}}.'
+)
 
 
 class JudgeError(ScoringError):
@@ -123,8 +125,14 @@ def fence_tag(*texts: str) -> str:
         salt += 1
 
 
-def build_judge_request(*, question: str, reference: str, candidate: str, instructions: str | None = None,
-                        max_tokens: int = JUDGE_MAX_TOKENS) -> Request:
+def build_judge_request(
+    *,
+    question: str,
+    reference: str,
+    candidate: str,
+    instructions: str | None = None,
+    max_tokens: int = JUDGE_MAX_TOKENS,
+) -> Request:
     """The judge's request: the same system prompt for every example of a suite (so servers
     reuse its cached prefix), the three fenced texts in the user message, temperature 0."""
     tag = fence_tag(question, reference, candidate)
@@ -142,7 +150,8 @@ def build_judge_request(*, question: str, reference: str, candidate: str, instru
 def retry_request(request: Request, reply: str, problem: str) -> Request:
     """The same conversation plus the unreadable reply and a correction: a different request,
     so neither temperature 0 nor the response cache hands back the same reply."""
-    messages = request.messages + (
+    messages = (
+        *request.messages,
         {"role": "assistant", "content": reply},
         {"role": "user", "content": RETRY_PROMPT.format(problem=problem)},
     )
@@ -186,14 +195,17 @@ def parse_verdict(text: str) -> Verdict:
 
 # --- deterministic checks before any model call -------------------------------
 
-_GRADER_TALK = [re.compile(p, re.IGNORECASE) for p in (
-    r"\b(?:ignore|disregard|forget|override)\b[^.\n]{0,40}\b(?:instructions?|prompts?|rules|guidelines|above|previous)\b",
-    r"\b(?:answer|respond|reply|output|say|return|rate|mark|grade|judge)\b[^.\n]{0,20}?[\"'“‘]?\b(?:good|pass(?:ed)?)\b[\"'”’]?\s*(?:[.!\n]|$)",
-    r"\b(?:verdict|grader|grading|evaluator|judge)\b",
-    r"<<<\s*(?:BEGIN|END)\b|\b(?:BEGIN|END)\s+(?:CANDIDATE|REFERENCE|INPUT)\b",
-    r"\byou are (?:now )?(?:a|an|the)\b[^.\n]{0,40}\b(?:grader|judge|assistant|evaluator)\b",
-    r"\b(?:system|developer)\s+(?:prompt|message|instructions?)\b",
-)]
+_GRADER_TALK = [
+    re.compile(p, re.IGNORECASE)
+    for p in (
+        r"\b(?:ignore|disregard|forget|override)\b[^.\n]{0,40}\b(?:instructions?|prompts?|rules|guidelines|above|previous)\b",
+        r"\b(?:answer|respond|reply|output|say|return|rate|mark|grade|judge)\b[^.\n]{0,20}?[\"'“‘]?\b(?:good|pass(?:ed)?)\b[\"'”’]?\s*(?:[.!\n]|$)",
+        r"\b(?:verdict|grader|grading|evaluator|judge)\b",
+        r"<<<\s*(?:BEGIN|END)\b|\b(?:BEGIN|END)\s+(?:CANDIDATE|REFERENCE|INPUT)\b",
+        r"\byou are (?:now )?(?:a|an|the)\b[^.\n]{0,40}\b(?:grader|judge|assistant|evaluator)\b",
+        r"\b(?:system|developer)\s+(?:prompt|message|instructions?)\b",
+    )
+]
 
 
 def grader_talk(candidate: str, *, allowed: str = "") -> str | None:
@@ -229,9 +241,15 @@ class JudgeOutcome:
     def to_extra(self) -> dict[str, Any]:
         """What goes into Record.extra["judge"]."""
         return {
-            "model": self.judge, "verdict": self.verdict.label, "reason": self.verdict.reason, "by": self.by,
-            "attempts": self.attempts, "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
-            "cost_usd": self.cost_usd, "latency_s": round(self.latency_s, 4),
+            "model": self.judge,
+            "verdict": self.verdict.label,
+            "reason": self.verdict.reason,
+            "by": self.by,
+            "attempts": self.attempts,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost_usd": self.cost_usd,
+            "latency_s": round(self.latency_s, 4),
         }
 
 
@@ -242,9 +260,17 @@ class Judge:
     cost: USD for one reply's Usage, or None where there is no token price (self-hosted).
     """
 
-    def __init__(self, ask: Callable[[Request], Completion], *, name: str,
-                 cost: Callable[[Usage], float | None] | None = None, max_attempts: int = MAX_ATTEMPTS,
-                 guard: bool = True, shortcut: bool = True, max_tokens: int = JUDGE_MAX_TOKENS) -> None:
+    def __init__(
+        self,
+        ask: Callable[[Request], Completion],
+        *,
+        name: str,
+        cost: Callable[[Usage], float | None] | None = None,
+        max_attempts: int = MAX_ATTEMPTS,
+        guard: bool = True,
+        shortcut: bool = True,
+        max_tokens: int = JUDGE_MAX_TOKENS,
+    ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.ask = ask
@@ -255,17 +281,22 @@ class Judge:
         self.shortcut = shortcut
         self.max_tokens = max_tokens
 
-    def grade(self, *, question: str, reference: str, candidate: str,
-              instructions: str | None = None) -> JudgeOutcome:
+    def grade(self, *, question: str, reference: str, candidate: str, instructions: str | None = None) -> JudgeOutcome:
         if self.shortcut and _same_text(candidate, reference):
             return JudgeOutcome(Verdict(True, "identical to the reference"), self.name, "identical")
         if self.guard:
             talk = grader_talk(candidate, allowed=question + "\n" + reference)
             if talk is not None:
-                return JudgeOutcome(Verdict(False, f"the candidate addresses the grader: {talk[:80]!r}"),
-                                    self.name, "guard")
-        request = build_judge_request(question=question, reference=reference, candidate=candidate,
-                                      instructions=instructions, max_tokens=self.max_tokens)
+                return JudgeOutcome(
+                    Verdict(False, f"the candidate addresses the grader: {talk[:80]!r}"), self.name, "guard"
+                )
+        request = build_judge_request(
+            question=question,
+            reference=reference,
+            candidate=candidate,
+            instructions=instructions,
+            max_tokens=self.max_tokens,
+        )
         outcome = JudgeOutcome(Verdict(False, ""), self.name, "model", cost_usd=0.0)
         problem = ""
         for attempt in range(1, self.max_attempts + 1):
@@ -289,8 +320,10 @@ class Judge:
                     problem += ", the reply was cut off at max_tokens"
                 request = retry_request(request, completion.text, problem)
         shown = (outcome.replies[-1] or "").replace("\n", "\\n")[:120]
-        raise JudgeError(f"judge {self.name} gave no readable verdict in {self.max_attempts} attempts "
-                         f"({problem}); last reply: {shown!r}")
+        raise JudgeError(
+            f"judge {self.name} gave no readable verdict in {self.max_attempts} attempts "
+            f"({problem}); last reply: {shown!r}"
+        )
 
 
 # --- the scorer --------------------------------------------------------------
@@ -322,8 +355,14 @@ def score_judge(example: Example, completion: Completion, *, judge: Judge) -> Sc
     explanation = f"judge {outcome.judge}: {verdict.label}" + (f" - {verdict.reason}" if verdict.reason else "")
     if not verdict.good:
         explanation += f" (candidate: {shown!r})"
-    return Score(passed=verdict.good, value=1.0 if verdict.good else 0.0, explanation=explanation,
-                 expected=inputs["reference"], got=inputs["candidate"], details={"judge": outcome.to_extra()})
+    return Score(
+        passed=verdict.good,
+        value=1.0 if verdict.good else 0.0,
+        explanation=explanation,
+        expected=inputs["reference"],
+        got=inputs["candidate"],
+        details={"judge": outcome.to_extra()},
+    )
 
 
 def judge_scorer(judge: Judge) -> Callable[[Example, Completion], Score]:

@@ -87,11 +87,16 @@ class Token:
     @property
     def value(self) -> Any:
         if self.kind == "string":
-            return self.text[1:-1].replace("''", "'") if len(self.text) > 1 and self.text.endswith("'") else self.text[1:]
+            return (
+                self.text[1:-1].replace("''", "'") if len(self.text) > 1 and self.text.endswith("'") else self.text[1:]
+            )
         if self.kind == "number":
             try:
-                return int(self.text, 0) if self.text.lower().startswith("0x") else (
-                    int(self.text) if re.fullmatch(r"\d+", self.text) else float(self.text))
+                return (
+                    int(self.text, 0)
+                    if self.text.lower().startswith("0x")
+                    else (int(self.text) if re.fullmatch(r"\d+", self.text) else float(self.text))
+                )
             except ValueError:
                 return None
         if self.kind == "qident":
@@ -137,7 +142,7 @@ def check_statement(sql: str) -> None:
     if tokens[0].upper not in ("SELECT", "WITH"):
         raise QueryRejected(f"only a SELECT or WITH statement may run, got {tokens[0].text[:20]!r}")
     for index, token in enumerate(tokens):
-        if token.text == ";" and any(t.text != ";" for t in tokens[index + 1:]):
+        if token.text == ";" and any(t.text != ";" for t in tokens[index + 1 :]):
             raise QueryRejected("more than one statement")
 
 
@@ -155,7 +160,7 @@ def schema_statements(text: str) -> list[str]:
         if match.start() < position:
             continue
         end = _statement_end(text, match.start())
-        statement = text[match.start():end].strip().rstrip(";").strip()
+        statement = text[match.start() : end].strip().rstrip(";").strip()
         statements.append(statement + ";")
         position = end
     return statements
@@ -176,7 +181,7 @@ def _statement_end(text: str, start: int) -> int:
             depth = max(0, depth - 1)
         elif depth == 0 and ch == ";":
             return i + 1
-        elif depth == 0 and ch == "\n" and re.match(r"\n[ \t]*\n", text[i:i + 40]):
+        elif depth == 0 and ch == "\n" and re.match(r"\n[ \t]*\n", text[i : i + 40]):
             return i
         i += 1
     return len(text)
@@ -246,8 +251,12 @@ def parse_schema(text: str) -> Schema:
         raise ScoringError("no CREATE TABLE statement in the question: the SQL scorer needs the schema there")
     conn = _create(statements, DEFAULT_LIMITS)
     try:
-        names = [r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY rowid")]
+        names = [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY rowid"
+            )
+        ]
         lowered = {n.lower(): n for n in names}
         tables = []
         for name in names:
@@ -263,9 +272,16 @@ def parse_schema(text: str) -> Schema:
             for _, col, declared, notnull, _default, pk in conn.execute(f"PRAGMA table_info({quoted})"):
                 parent = fks.get(col.lower()) or _inferred_parent(col, lowered, name)
                 kind = _kind(col, (declared or "").upper(), bool(pk), parent)
-                columns.append(Column(col, (declared or "").upper(), kind, unique=col.lower() in unique or bool(pk),
-                                      notnull=bool(notnull),
-                                      parent=lowered.get(parent.lower(), parent) if parent and kind == "fk" else None))
+                columns.append(
+                    Column(
+                        col,
+                        (declared or "").upper(),
+                        kind,
+                        unique=col.lower() in unique or bool(pk),
+                        notnull=bool(notnull),
+                        parent=lowered.get(parent.lower(), parent) if parent and kind == "fk" else None,
+                    )
+                )
             tables.append(Table(name, tuple(columns)))
     finally:
         conn.close()
@@ -296,10 +312,13 @@ def _kind(name: str, declared: str, pk: bool, parent: str | None) -> str:
         return "fk"
     if "BOOL" in declared or lowered.startswith(("is_", "has_")):
         return "bool"
-    if "DATETIME" in declared or "TIMESTAMP" in declared or ((
-            "TEXT" in declared or not declared) and lowered.endswith(("_at", "_time", "timestamp"))):
+    if (
+        "DATETIME" in declared
+        or "TIMESTAMP" in declared
+        or (("TEXT" in declared or not declared) and lowered.endswith(("_at", "_time", "timestamp")))
+    ):
         return "datetime"
-    if "DATE" in declared or (("TEXT" in declared or not declared) and (lowered.endswith("date") or lowered.endswith("_on"))):
+    if "DATE" in declared or (("TEXT" in declared or not declared) and (lowered.endswith(("date", "_on")))):
         return "date"
     if "INT" in declared:
         return "int"
@@ -313,9 +332,17 @@ def _parents_first(tables: list[Table]) -> list[Table]:
     pending = list(tables)
     while pending:
         placed = {t.name for t in ordered}
-        ready = [t for t in pending
-                 if all(c.parent is None or c.parent == t.name or c.parent in placed
-                        or c.parent not in {p.name for p in pending} for c in t.columns)]
+        ready = [
+            t
+            for t in pending
+            if all(
+                c.parent is None
+                or c.parent == t.name
+                or c.parent in placed
+                or c.parent not in {p.name for p in pending}
+                for c in t.columns
+            )
+        ]
         if not ready:  # a cycle: keep the declared order
             ready = pending[:1]
         for table in ready:
@@ -326,11 +353,62 @@ def _parents_first(tables: list[Table]) -> list[Table]:
 
 # --- literals: what the queries compare columns with ------------------------
 
-_COMPARISON = {"=", "==", "!=", "<>", "<", ">", "<=", ">=", "IN", "NOT", "LIKE", "GLOB", "BETWEEN", "AND", "IS",
-               "-", "+", ",", "("}
-_NOT_COLUMNS = {"SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "LIKE", "GLOB", "BETWEEN", "IS", "NULL", "AS",
-                "ON", "JOIN", "GROUP", "BY", "ORDER", "HAVING", "LIMIT", "CASE", "WHEN", "THEN", "ELSE", "END",
-                "DISTINCT", "WITH", "UNION", "EXCEPT", "INTERSECT", "OFFSET", "ASC", "DESC"}
+_COMPARISON = {
+    "=",
+    "==",
+    "!=",
+    "<>",
+    "<",
+    ">",
+    "<=",
+    ">=",
+    "IN",
+    "NOT",
+    "LIKE",
+    "GLOB",
+    "BETWEEN",
+    "AND",
+    "IS",
+    "-",
+    "+",
+    ",",
+    "(",
+}
+_NOT_COLUMNS = {
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "AND",
+    "OR",
+    "NOT",
+    "IN",
+    "LIKE",
+    "GLOB",
+    "BETWEEN",
+    "IS",
+    "NULL",
+    "AS",
+    "ON",
+    "JOIN",
+    "GROUP",
+    "BY",
+    "ORDER",
+    "HAVING",
+    "LIMIT",
+    "CASE",
+    "WHEN",
+    "THEN",
+    "ELSE",
+    "END",
+    "DISTINCT",
+    "WITH",
+    "UNION",
+    "EXCEPT",
+    "INTERSECT",
+    "OFFSET",
+    "ASC",
+    "DESC",
+}
 
 
 @dataclass
@@ -355,7 +433,11 @@ def find_literals(queries: list[str], columns: set[str]) -> Literals:
     for sql in queries:
         tokens = tokenize(sql)
         for index, token in enumerate(tokens):
-            if token.upper in ("IS", "ISNULL", "NOTNULL") and index > 0 and tokens[index - 1].kind in ("ident", "qident"):
+            if (
+                token.upper in ("IS", "ISNULL", "NOTNULL")
+                and index > 0
+                and tokens[index - 1].kind in ("ident", "qident")
+            ):
                 literals.nulls.add(str(tokens[index - 1].value).lower())
             if token.kind == "string" and str(token.value).lower() == "now":
                 literals.uses_now = True
@@ -403,7 +485,7 @@ def _column_for(tokens: list[Token], index: int, columns: set[str]) -> tuple[str
                 if depth == 0:
                     break
                 k -= 1
-            inside = [x.value.lower() for x in tokens[k + 1:j] if x.kind in ("ident", "qident")]
+            inside = [x.value.lower() for x in tokens[k + 1 : j] if x.kind in ("ident", "qident")]
             found = [name for name in inside if name in columns]
             return (found[-1] if found else None), False
         if t.kind in ("ident", "qident") and t.upper not in _NOT_COLUMNS:
@@ -454,8 +536,15 @@ def _near_dates(literal: str, rng: random.Random) -> str:
 class _ColumnValues:
     """Draws the values of one column for one database."""
 
-    def __init__(self, table: Table, column: Column, rows: int, literals: Literals, rng: random.Random,
-                 parent_ids: dict[str, list[int]]) -> None:
+    def __init__(
+        self,
+        table: Table,
+        column: Column,
+        rows: int,
+        literals: Literals,
+        rng: random.Random,
+        parent_ids: dict[str, list[int]],
+    ) -> None:
         self.column = column
         self.rng = rng
         key = column.name.lower()
@@ -543,7 +632,7 @@ class _ColumnValues:
             else:
                 top = max(abs(n) for n in self.numbers) * 2 + 10
                 value = rng.uniform(0, top)
-            return int(round(value)) if is_int else round(float(value), 2)
+            return round(value) if is_int else round(float(value), 2)
         if is_int:
             if self.distinct:
                 return self.distinct[row - 1]
@@ -566,14 +655,25 @@ def _int_range(name: str, rows: int) -> tuple[int, int]:
 
 def _seed(seed: int, schema: Schema, literals: Literals) -> int:
     # Data depends only on the schema, the literals and the database number.
-    digest = hashlib.sha256(repr((seed, schema.statements, sorted(literals.strings.items()),
-                                  sorted(literals.likes.items()), sorted(literals.numbers.items()),
-                                  literals.loose_strings, sorted(literals.nulls))).encode()).digest()
+    digest = hashlib.sha256(
+        repr(
+            (
+                seed,
+                schema.statements,
+                sorted(literals.strings.items()),
+                sorted(literals.likes.items()),
+                sorted(literals.numbers.items()),
+                literals.loose_strings,
+                sorted(literals.nulls),
+            )
+        ).encode()
+    ).digest()
     return int.from_bytes(digest[:8], "big")
 
 
-def build_database(schema: Schema, literals: Literals, seed: int, rows: int,
-                   limits: SandboxLimits = DEFAULT_LIMITS) -> sqlite3.Connection:
+def build_database(
+    schema: Schema, literals: Literals, seed: int, rows: int, limits: SandboxLimits = DEFAULT_LIMITS
+) -> sqlite3.Connection:
     rng = random.Random(_seed(seed, schema, literals))
     conn = _create(schema.statements, limits)
     parent_ids: dict[str, list[int]] = {}
@@ -602,14 +702,45 @@ def build_database(schema: Schema, literals: Literals, seed: int, rows: int,
 
 _ALLOWED = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
 _DENIED_FUNCTIONS = {"load_extension", "fts3_tokenizer", "readfile", "writefile", "edit"}
-_ACTION_NAMES = {getattr(sqlite3, n): n[7:].lower().replace("_", " ") for n in dir(sqlite3)
-                 if n.startswith("SQLITE_") and not n.startswith("SQLITE_LIMIT") and n.isupper()
-                 and n[7:] in ("INSERT", "UPDATE", "DELETE", "ATTACH", "DETACH", "PRAGMA", "TRANSACTION",
-                               "SAVEPOINT", "ALTER_TABLE", "ANALYZE", "REINDEX", "CREATE_TABLE", "CREATE_TEMP_TABLE",
-                               "CREATE_VIEW", "CREATE_TEMP_VIEW", "CREATE_INDEX", "CREATE_TEMP_INDEX",
-                               "CREATE_TRIGGER", "CREATE_TEMP_TRIGGER", "DROP_TABLE", "DROP_TEMP_TABLE", "DROP_VIEW",
-                               "DROP_TEMP_VIEW", "DROP_INDEX", "DROP_TEMP_INDEX", "DROP_TRIGGER",
-                               "DROP_TEMP_TRIGGER", "CREATE_VTABLE", "DROP_VTABLE")}
+_ACTION_NAMES = {
+    getattr(sqlite3, n): n[7:].lower().replace("_", " ")
+    for n in dir(sqlite3)
+    if n.startswith("SQLITE_")
+    and not n.startswith("SQLITE_LIMIT")
+    and n.isupper()
+    and n[7:]
+    in (
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "ATTACH",
+        "DETACH",
+        "PRAGMA",
+        "TRANSACTION",
+        "SAVEPOINT",
+        "ALTER_TABLE",
+        "ANALYZE",
+        "REINDEX",
+        "CREATE_TABLE",
+        "CREATE_TEMP_TABLE",
+        "CREATE_VIEW",
+        "CREATE_TEMP_VIEW",
+        "CREATE_INDEX",
+        "CREATE_TEMP_INDEX",
+        "CREATE_TRIGGER",
+        "CREATE_TEMP_TRIGGER",
+        "DROP_TABLE",
+        "DROP_TEMP_TABLE",
+        "DROP_VIEW",
+        "DROP_TEMP_VIEW",
+        "DROP_INDEX",
+        "DROP_TEMP_INDEX",
+        "DROP_TRIGGER",
+        "DROP_TEMP_TRIGGER",
+        "CREATE_VTABLE",
+        "DROP_VTABLE",
+    )
+}
 
 
 class _Guard:
@@ -642,8 +773,9 @@ class _Guard:
         return 0
 
 
-def run_query(conn: sqlite3.Connection, sql: str,
-              limits: SandboxLimits = DEFAULT_LIMITS) -> tuple[list[str], list[tuple[Any, ...]]]:
+def run_query(
+    conn: sqlite3.Connection, sql: str, limits: SandboxLimits = DEFAULT_LIMITS
+) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run one read-only query in the sandbox: (column names, rows) or QueryRejected."""
     check_statement(sql)
     guard = _Guard(limits)
@@ -682,8 +814,10 @@ def _normal(value: Any) -> Any:
 
 
 def _sort_key(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple((v is None, type(v).__name__ if not isinstance(v, (int, float)) else "num", v if v is not None else 0)
-                 for v in row)
+    return tuple(
+        (v is None, type(v).__name__ if not isinstance(v, (int, float)) else "num", v if v is not None else 0)
+        for v in row
+    )
 
 
 def is_ordered(sql: str) -> bool:
@@ -705,7 +839,9 @@ def _same_rows(expected: list[tuple[Any, ...]], got: list[tuple[Any, ...]], orde
     return Counter(expected) == Counter(got)
 
 
-def compare_results(expected: list[list[tuple[Any, ...]]], got: list[list[tuple[Any, ...]]], ordered: bool) -> tuple[bool, str, bool]:
+def compare_results(
+    expected: list[list[tuple[Any, ...]]], got: list[list[tuple[Any, ...]]], ordered: bool
+) -> tuple[bool, str, bool]:
     """(equivalent, what differs, columns permuted) over all databases."""
     exp = [[tuple(_normal(v) for v in row) for row in rows] for rows in expected]
     hyp = [[tuple(_normal(v) for v in row) for row in rows] for rows in got]
@@ -729,8 +865,14 @@ def compare_results(expected: list[list[tuple[Any, ...]]], got: list[list[tuple[
             return False, f"the right rows in a different order on generated database {number}", False
         missing = (Counter(e) - Counter(h)) or None
         sample = next(iter(missing)) if missing else None
-        return False, (f"different rows on generated database {number}"
-                       + (f", e.g. {_short(sample)} is missing" if sample is not None else "")), False
+        return (
+            False,
+            (
+                f"different rows on generated database {number}"
+                + (f", e.g. {_short(sample)} is missing" if sample is not None else "")
+            ),
+            False,
+        )
     return False, "different results", False
 
 
@@ -742,8 +884,7 @@ def _short(row: tuple[Any, ...]) -> str:
 # --- the scorer --------------------------------------------------------------
 
 
-def execution_match(schema_text: str, reference: str, predicted: str,
-                    limits: SandboxLimits = DEFAULT_LIMITS) -> Score:
+def execution_match(schema_text: str, reference: str, predicted: str, limits: SandboxLimits = DEFAULT_LIMITS) -> Score:
     """Run both queries on the generated databases and compare. A bad reference or schema
     raises ScoringError (the data is wrong, not the model)."""
     reference = extract_sql(reference)
@@ -766,21 +907,42 @@ def execution_match(schema_text: str, reference: str, predicted: str,
                 break
         finally:
             conn.close()
-    details: dict[str, Any] = {"sql": predicted, "ordered": ordered, "databases": len(DATABASES),
-                               "reference_rows": [len(r) for r in expected]}
+    details: dict[str, Any] = {
+        "sql": predicted,
+        "ordered": ordered,
+        "databases": len(DATABASES),
+        "reference_rows": [len(r) for r in expected],
+    }
     shown = predicted.replace("\n", " ")
     shown = shown if len(shown) <= 160 else shown[:157] + "..."
     if failure is not None:
-        return Score(passed=False, value=0.0, explanation=f"predicted query failed: {failure}: {shown!r}",
-                     expected=reference, got=predicted, details={**details, "rejected": failure})
+        return Score(
+            passed=False,
+            value=0.0,
+            explanation=f"predicted query failed: {failure}: {shown!r}",
+            expected=reference,
+            got=predicted,
+            details={**details, "rejected": failure},
+        )
     same, why, permuted = compare_results(expected, got, ordered)
     if same:
         note = " (columns in another order)" if permuted else ""
-        return Score(passed=True, value=1.0, details={**details, "columns_permuted": permuted},
-                     explanation=f"same results as the reference on {len(DATABASES)} generated databases{note}",
-                     expected=reference, got=predicted)
-    return Score(passed=False, value=0.0, explanation=f"not equivalent to the reference: {why}: {shown!r}",
-                 expected=reference, got=predicted, details=details)
+        return Score(
+            passed=True,
+            value=1.0,
+            details={**details, "columns_permuted": permuted},
+            explanation=f"same results as the reference on {len(DATABASES)} generated databases{note}",
+            expected=reference,
+            got=predicted,
+        )
+    return Score(
+        passed=False,
+        value=0.0,
+        explanation=f"not equivalent to the reference: {why}: {shown!r}",
+        expected=reference,
+        got=predicted,
+        details=details,
+    )
 
 
 def score_sql_execution(example: Example, completion: Completion) -> Score:

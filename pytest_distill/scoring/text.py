@@ -106,20 +106,32 @@ def score_normalized_exact_match(example: Example, completion: Completion) -> Sc
     refs = reference_texts(example.answer)
     norm = normalize_answer(got)
     passed = any(normalize_answer(ref) == norm for ref in refs)
-    return Score(passed=passed, value=float(passed),
-                 explanation=f"expected {_shown(refs[0])!r}, got {_shown(got)!r} (normalized exact match)",
-                 expected=refs[0], got=got)
+    return Score(
+        passed=passed,
+        value=float(passed),
+        explanation=f"expected {_shown(refs[0])!r}, got {_shown(got)!r} (normalized exact match)",
+        expected=refs[0],
+        got=got,
+    )
 
 
 def score_token_f1(example: Example, completion: Completion) -> Score:
     value, ref, got = _best(token_f1, example, completion)
-    return Score(passed=value >= F1_PASS, value=value,
-                 explanation=f"token F1 {value:.2f} (pass >= {F1_PASS}): expected {_shown(ref)!r}, got {_shown(got)!r}",
-                 expected=ref, got=got)
+    return Score(
+        passed=value >= F1_PASS,
+        value=value,
+        explanation=f"token F1 {value:.2f} (pass >= {F1_PASS}): expected {_shown(ref)!r}, got {_shown(got)!r}",
+        expected=ref,
+        got=got,
+    )
 
 
 def score_rouge_l(example: Example, completion: Completion) -> Score:
     value, ref, got = _best(rouge_l, example, completion)
-    return Score(passed=value >= ROUGE_L_PASS, value=value,
-                 explanation=f"ROUGE-L {value:.2f} (pass >= {ROUGE_L_PASS}): expected {_shown(ref)!r}, got {_shown(got)!r}",
-                 expected=ref, got=got)
+    return Score(
+        passed=value >= ROUGE_L_PASS,
+        value=value,
+        explanation=f"ROUGE-L {value:.2f} (pass >= {ROUGE_L_PASS}): expected {_shown(ref)!r}, got {_shown(got)!r}",
+        expected=ref,
+        got=got,
+    )

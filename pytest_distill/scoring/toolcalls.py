@@ -66,7 +66,7 @@ def extract_calls(reply: Any) -> Extraction:
         reply = reply.text
     if isinstance(reply, (dict, list)):
         calls = _calls_from_value(reply)
-        return Extraction(calls, True, "" if calls else "the JSON holds no {\"name\", \"parameters\"} call")
+        return Extraction(calls, True, "" if calls else 'the JSON holds no {"name", "parameters"} call')
     if not isinstance(reply, str):
         return Extraction([], False, f"cannot read a tool call from a {type(reply).__name__}")
     return _calls_from_text(reply)
@@ -271,8 +271,13 @@ def coerce(value: Any, schema: Any) -> Any:
     return value
 
 
-def normalize(arguments: dict[str, Any], schema: dict[str, Any] | None, *, defaults: bool = True,
-              filled: list[tuple[Any, ...]] | None = None) -> dict[str, Any]:
+def normalize(
+    arguments: dict[str, Any],
+    schema: dict[str, Any] | None,
+    *,
+    defaults: bool = True,
+    filled: list[tuple[Any, ...]] | None = None,
+) -> dict[str, Any]:
     """Arguments coerced to the schema's types and, with `defaults`, every missing parameter
     that has a schema default filled in (recursively, in objects that are present).
     Paths of filled values are appended to `filled`. The input is not modified."""
@@ -280,7 +285,9 @@ def normalize(arguments: dict[str, Any], schema: dict[str, Any] | None, *, defau
     return normalized
 
 
-def _normalize(value: Any, schema: Any, defaults: bool, filled: list[tuple[Any, ...]] | None, path: tuple[Any, ...]) -> Any:
+def _normalize(
+    value: Any, schema: Any, defaults: bool, filled: list[tuple[Any, ...]] | None, path: tuple[Any, ...]
+) -> Any:
     if not isinstance(schema, dict):
         return value
     value = coerce(value, schema)
@@ -399,8 +406,9 @@ def _differences(e: _Side, g: _Side) -> list[str]:
     return sorted(lines) or [f"parameters differ: expected {_show(e.parameters)}, got {_show(g.parameters)}"]
 
 
-def _explain(expected: list[_Side], pairs: list[tuple[_Side, _Side]], missing: list[_Side], extra: list[_Side],
-             numbered: bool) -> list[str]:
+def _explain(
+    expected: list[_Side], pairs: list[tuple[_Side, _Side]], missing: list[_Side], extra: list[_Side], numbered: bool
+) -> list[str]:
     lines: list[str] = []
     for e, g in sorted(pairs, key=lambda pair: expected.index(pair[0])):
         if e.key == g.key and not g.problem:
@@ -420,9 +428,14 @@ def compare_tool_calls(expected: Any, reply: Any, tools: Any = None, *, mode: st
     extraction = extract_calls(reply)
     shown_expected = _show_calls([s.call for s in exp])
     if not extraction.calls:
-        return Score(False, 0.0, f"no tool call: {extraction.problem}; expected {shown_expected}",
-                     expected=shown_expected, got=_excerpt(_reply_text(reply)),
-                     details={"found_json": extraction.found_json})
+        return Score(
+            False,
+            0.0,
+            f"no tool call: {extraction.problem}; expected {shown_expected}",
+            expected=shown_expected,
+            got=_excerpt(_reply_text(reply)),
+            details={"found_json": extraction.found_json},
+        )
     got = [_prepare(c, schemas, mode) for c in extraction.calls]
     shown_got = _show_calls([s.call for s in got])
     valid = not any(g.problem for g in got)
@@ -473,14 +486,24 @@ def staged_tool_call(expected: Any, reply: Any, tools: Any = None) -> Score:
     pairs, missing, extra = _pair(exp, got)
     stages = [_stage(e, g) for e, g in pairs] + [0.0] * (len(missing) + len(extra))
     value = sum(stages) / len(stages)
-    return Score(False, value, f"stage {value:g}: {full.explanation}", full.expected, full.got,
-                 {**full.details, "stages": stages})
+    return Score(
+        False,
+        value,
+        f"stage {value:g}: {full.explanation}",
+        full.expected,
+        full.got,
+        {**full.details, "stages": stages},
+    )
 
 
 def _stage(e: _Side, g: _Side) -> float:
     if e.call.name != g.call.name:
         return STAGES[0]
-    if not isinstance(g.parameters, dict) or not isinstance(e.parameters, dict) or set(e.parameters) != set(g.parameters):
+    if (
+        not isinstance(g.parameters, dict)
+        or not isinstance(e.parameters, dict)
+        or set(e.parameters) != set(g.parameters)
+    ):
         return STAGES[1]
     if e.key != g.key or g.problem:
         return STAGES[2]

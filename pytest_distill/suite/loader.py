@@ -103,7 +103,9 @@ def _decode(path: Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise SuiteError(path, f"invalid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})", line=line) from None
+        raise SuiteError(
+            path, f"invalid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})", line=line
+        ) from None
 
 
 def _read_json_document(path: Path) -> Any:
@@ -178,8 +180,9 @@ def _read_config_task(folder: Path) -> tuple[str | None, Path | None]:
             raise SuiteError(path, f"malformed JSON: {exc.msg}", line=exc.lineno) from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
-            raise SuiteError(path, f"malformed YAML: {getattr(exc, 'problem', exc)}",
-                             line=mark.line + 1 if mark else None) from None
+            raise SuiteError(
+                path, f"malformed YAML: {getattr(exc, 'problem', exc)}", line=mark.line + 1 if mark else None
+            ) from None
         validate.check_file(path, data, text=text)  # schema check: a list/scalar config or bad base.task
         base = (data or {}).get("base") if isinstance(data, dict) else None
         task = base.get("task") if isinstance(base, dict) else None
@@ -195,8 +198,9 @@ def _task_type(config_task, config_source, classes, tools, rows) -> tuple[TaskTy
             return TaskType(config_task), f"{config_source.name} base.task"
         except ValueError:
             known = ", ".join(t.value for t in TaskType)
-            raise SuiteError(config_source, f"unknown task type '{config_task}'; known: {known}",
-                             field="base.task") from None
+            raise SuiteError(
+                config_source, f"unknown task type '{config_task}'; known: {known}", field="base.task"
+            ) from None
     if classes:
         return TaskType.CLASSIFICATION, "inferred: job_description.json has classes_description"
     if tools:
@@ -236,13 +240,20 @@ def _read_settings_file(path: Path) -> dict[str, Any]:
     gate = data.get("gate", {})
     prompt = data.get("prompt", {})
     top = {k: v for k, v in data.items() if k not in _TABLES}
-    for table, known, label in ((top, _SETTINGS_KEYS, ""), (gate, _GATE_KEYS, "gate."), (prompt, _PROMPT_KEYS, "prompt.")):
+    for table, known, label in (
+        (top, _SETTINGS_KEYS, ""),
+        (gate, _GATE_KEYS, "gate."),
+        (prompt, _PROMPT_KEYS, "prompt."),
+    ):
         if not isinstance(table, dict):
             raise SuiteError(path, "must be a table", field=label.rstrip("."))
         unknown = set(table) - known
         if unknown:
-            raise SuiteError(path, f"unknown setting; known: {', '.join(label + k for k in sorted(known))}",
-                             field=label + sorted(unknown)[0])
+            raise SuiteError(
+                path,
+                f"unknown setting; known: {', '.join(label + k for k in sorted(known))}",
+                field=label + sorted(unknown)[0],
+            )
     for key in ("min_pass_rate", "max_error_rate"):
         value = gate.get(key)
         if value is not None and not (isinstance(value, (int, float)) and 0 <= value <= 1):
@@ -306,16 +317,16 @@ def _example(suite: Suite, row: int, line: int, fields: dict[str, Any]) -> Examp
             raise SuiteError(path, "empty", line=line, field=name)
     question: Any = fields["question"]
     if not isinstance(question, (str, list)):
-        raise SuiteError(path, f"must be text or a list of chat messages, got {type(question).__name__}",
-                         line=line, field="question")
+        raise SuiteError(
+            path, f"must be text or a list of chat messages, got {type(question).__name__}", line=line, field="question"
+        )
     if suite.task_type == TaskType.MULTI_TURN_TOOL_CALLING or isinstance(question, list):
         question = _messages(path, line, _maybe_json(question), suite)
     context = fields.get("context")
     if context is not None and not isinstance(context, str):
         context = json.dumps(context, ensure_ascii=False)
     answer = _answer(suite, line, fields["answer"])
-    return Example(suite=suite, row=row, line=line, question=question, answer=answer,
-                   context=context, fields=fields)
+    return Example(suite=suite, row=row, line=line, question=question, answer=answer, context=context, fields=fields)
 
 
 def _messages(path: Path, line: int, value: Any, suite: Suite) -> list[dict[str, Any]] | str:
@@ -327,13 +338,15 @@ def _messages(path: Path, line: int, value: Any, suite: Suite) -> list[dict[str,
         raise SuiteError(path, "must be a JSON list of chat messages", line=line, field="question")
     for index, message in enumerate(value):
         if not isinstance(message, dict) or message.get("role") not in ("system", "user", "assistant", "tool"):
-            raise SuiteError(path, f"message {index} needs a role of system, user, assistant or tool",
-                             line=line, field="question")
+            raise SuiteError(
+                path, f"message {index} needs a role of system, user, assistant or tool", line=line, field="question"
+            )
         for call in message.get("tool_calls") or []:
             fn = call.get("function", call) if isinstance(call, dict) else None
             if not isinstance(fn, dict) or "name" not in fn:
-                raise SuiteError(path, f"message {index} has a tool call without a function name",
-                                 line=line, field="question")
+                raise SuiteError(
+                    path, f"message {index} has a tool call without a function name", line=line, field="question"
+                )
     if value[-1]["role"] != "user":
         raise SuiteError(path, "the last message must be the user's", line=line, field="question")
     return value
@@ -351,8 +364,12 @@ def _answer(suite: Suite, line: int, raw: Any) -> Any:
         if label not in suite.classes:
             close = difflib.get_close_matches(label, list(suite.classes), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise SuiteError(path, f"'{label}' is not one of the {len(suite.classes)} classes in "
-                             f"job_description.json{hint}", line=line, field="answer")
+            raise SuiteError(
+                path,
+                f"'{label}' is not one of the {len(suite.classes)} classes in job_description.json{hint}",
+                line=line,
+                field="answer",
+            )
         return label
     if suite.task_type.is_tool_calling:
         value = _maybe_json(raw) if isinstance(raw, str) else raw
@@ -360,15 +377,24 @@ def _answer(suite: Suite, line: int, raw: Any) -> Any:
             try:
                 json.loads(value)
             except json.JSONDecodeError as exc:
-                raise SuiteError(path, f"the answer is not valid JSON: {exc.msg} (column {exc.colno}) in "
-                                 f"{value[:80]!r}", line=line, field="answer") from None
+                raise SuiteError(
+                    path,
+                    f"the answer is not valid JSON: {exc.msg} (column {exc.colno}) in {value[:80]!r}",
+                    line=line,
+                    field="answer",
+                ) from None
         if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             calls = value
         elif isinstance(value, dict):
             calls = [value]
         else:
-            raise SuiteError(path, f"a tool-calling answer must be a JSON object "
-                             f'{{"name": ..., "parameters": ...}}, got {str(raw)[:80]!r}', line=line, field="answer")
+            raise SuiteError(
+                path,
+                f"a tool-calling answer must be a JSON object "
+                f'{{"name": ..., "parameters": ...}}, got {str(raw)[:80]!r}',
+                line=line,
+                field="answer",
+            )
         parsed = []
         for call in calls:
             fn = call.get("function", call)
@@ -379,8 +405,9 @@ def _answer(suite: Suite, line: int, raw: Any) -> Any:
                 raise SuiteError(path, 'each call needs "name" and "parameters" (an object)', line=line, field="answer")
             if suite.tool(name) is None:
                 known = ", ".join(t.get("function", t)["name"] for t in suite.tools)
-                raise SuiteError(path, f"calls '{name}', which is not among the tools ({known})",
-                                 line=line, field="answer")
+                raise SuiteError(
+                    path, f"calls '{name}', which is not among the tools ({known})", line=line, field="answer"
+                )
             parsed.append({"name": name, "parameters": params})
         return parsed[0] if len(parsed) == 1 else parsed
     # free text: a JSON string answer is unwrapped, an object kept as it is

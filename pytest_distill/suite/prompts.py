@@ -41,8 +41,14 @@ def user_text(example: Example) -> str:
     return question
 
 
-def build_request(example: Example, *, constrain: bool = True, temperature: float | None = None,
-                  max_tokens: int | None = None, seed: int | None = None) -> Request:
+def build_request(
+    example: Example,
+    *,
+    constrain: bool = True,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    seed: int | None = None,
+) -> Request:
     """The system prompt comes first and is identical for every example, so servers and
     llama.cpp reuse its cached prefix and only the question is evaluated per request."""
     suite = example.suite

@@ -282,8 +282,11 @@ def settings_docs() -> str:
         "Tables in TOML are shown as dotted names (`gate.min_pass_rate` is `min_pass_rate` under `[gate]`).",
         "",
     ]
-    schemas = {**{kind: load_schema(kind) for kind in SCHEMAS}, "models.toml": models_schema.load_schema(),
-               "models.toml [groups]": models_schema.load_groups_schema()}
+    schemas = {
+        **{kind: load_schema(kind) for kind in SCHEMAS},
+        "models.toml": models_schema.load_schema(),
+        "models.toml [groups]": models_schema.load_groups_schema(),
+    }
     for kind, schema in schemas.items():
         out += [
             f"## {_DOC_TITLES[kind]}",

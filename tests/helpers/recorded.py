@@ -82,7 +82,9 @@ BANKING77 = ROOT / "suites" / "banking77"
 
 
 def suite_answers(folder: Path = BANKING77) -> dict[str, str]:
-    rows = [json.loads(line) for line in (folder / "test.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [
+        json.loads(line) for line in (folder / "test.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
     return {row["question"].strip(): row["answer"].strip() for row in rows}
 
 

@@ -63,8 +63,14 @@ def to_anthropic(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], 
             blocks = _text_blocks(content)
             for call in message.get("tool_calls") or []:
                 args = arguments_from_json(call["function"]["arguments"])
-                blocks.append({"type": "tool_use", "id": call["id"], "name": call["function"]["name"],
-                               "input": args if isinstance(args, dict) else {"arguments": args}})
+                blocks.append(
+                    {
+                        "type": "tool_use",
+                        "id": call["id"],
+                        "name": call["function"]["name"],
+                        "input": args if isinstance(args, dict) else {"arguments": args},
+                    }
+                )
             add("assistant", blocks)
         else:
             add("user", _text_blocks(content))
@@ -134,8 +140,9 @@ class AnthropicProvider(HostedProvider):
             raise self.empty_reply("no content blocks")
         # thinking / redacted_thinking blocks are left out: they are not the answer.
         text = "".join(b.text for b in blocks if getattr(b, "type", None) == "text")
-        calls = [ToolCall(b.name, arguments_from_json(b.input))
-                 for b in blocks if getattr(b, "type", None) == "tool_use"]
+        calls = [
+            ToolCall(b.name, arguments_from_json(b.input)) for b in blocks if getattr(b, "type", None) == "tool_use"
+        ]
         usage = reply.usage
         cache_read = getattr(usage, "cache_read_input_tokens", None) or 0
         cache_write = getattr(usage, "cache_creation_input_tokens", None) or 0
@@ -182,4 +189,3 @@ def _tool(tool: dict[str, Any]) -> dict[str, Any]:
         "description": fn.get("description", ""),
         "input_schema": fn.get("parameters") or {"type": "object", "properties": {}},
     }
-

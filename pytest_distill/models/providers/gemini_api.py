@@ -24,8 +24,16 @@ from pytest_distill.models.providers.hosted import (
 
 TOOL_MODE = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
 # Gemini finish reasons that mean a filter stopped the answer.
-FILTERED = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY",
-            "IMAGE_PROHIBITED_CONTENT", "MODEL_ARMOR"}
+FILTERED = {
+    "SAFETY",
+    "RECITATION",
+    "BLOCKLIST",
+    "PROHIBITED_CONTENT",
+    "SPII",
+    "IMAGE_SAFETY",
+    "IMAGE_PROHIBITED_CONTENT",
+    "MODEL_ARMOR",
+}
 
 
 def to_gemini(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
@@ -121,8 +129,10 @@ class GeminiProvider(HostedProvider):
         contents, systems = to_gemini(list(request.messages))
         system = "\n\n".join(s for s in [request.system or "", *systems] if s)
         # The SDK never runs functions for us: the call itself is the answer.
-        config: dict[str, Any] = {"max_output_tokens": request.max_tokens,
-                                  "automatic_function_calling": {"disable": True}}
+        config: dict[str, Any] = {
+            "max_output_tokens": request.max_tokens,
+            "automatic_function_calling": {"disable": True},
+        }
         if system:
             config["system_instruction"] = system
         if request.temperature is not None:
@@ -135,8 +145,9 @@ class GeminiProvider(HostedProvider):
             for tool in request.tools:
                 fn = tool.get("function", tool)
                 schema = fn.get("parameters") or {"type": "object", "properties": {}}
-                declarations.append({"name": fn["name"], "description": fn.get("description", ""),
-                                     "parameters_json_schema": schema})
+                declarations.append(
+                    {"name": fn["name"], "description": fn.get("description", ""), "parameters_json_schema": schema}
+                )
             config["tools"] = [{"function_declarations": declarations}]
             if request.tool_choice:
                 config["tool_config"] = {"function_calling_config": {"mode": TOOL_MODE[request.tool_choice]}}
@@ -158,7 +169,8 @@ class GeminiProvider(HostedProvider):
             typed = types.GenerateContentConfig.model_validate(wire.body["config"])
         except ValueError as exc:
             raise ProviderError(
-                f"{self.entry.name}: invalid request config (check params in the models file): {exc}") from None
+                f"{self.entry.name}: invalid request config (check params in the models file): {exc}"
+            ) from None
         return await self.client().aio.models.generate_content(**{**wire.body, "config": typed})
 
     # --- reply -----------------------------------------------------------------
@@ -221,8 +233,13 @@ class GeminiProvider(HostedProvider):
         timeouts, transport = _http_errors()
         if isinstance(exc, errors.APIError):
             response = getattr(exc, "response", None)
-            return http_error(name, exc.code, exc.message or str(exc.status), getattr(response, "headers", None),
-                              retry_after=_retry_info(exc.details))
+            return http_error(
+                name,
+                exc.code,
+                exc.message or str(exc.status),
+                getattr(response, "headers", None),
+                retry_after=_retry_info(exc.details),
+            )
         if isinstance(exc, timeouts):
             return ProviderError(f"{name}: request timed out after {self.entry.timeout_s:g}s", retryable=True)
         if isinstance(exc, transport):

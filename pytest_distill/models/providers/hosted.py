@@ -50,8 +50,10 @@ def require_package(entry: Any, module: str) -> None:
     except (ImportError, ValueError):
         found = None
     if found is None:
-        raise ConfigError(f"model '{entry.name}' needs the package '{module}', which is not installed: "
-                          "pip install 'pytest-distill[api]'")
+        raise ConfigError(
+            f"model '{entry.name}' needs the package '{module}', which is not installed: "
+            "pip install 'pytest-distill[api]'"
+        )
 
 
 def retry_after_seconds(headers: Any) -> float | None:
@@ -83,8 +85,9 @@ def is_retryable_status(status: int) -> bool:
     return status in (408, 409, 429) or status >= 500
 
 
-def http_error(name: str, status: int, message: str, headers: Any = None,
-               retry_after: float | None = None) -> ProviderError:
+def http_error(
+    name: str, status: int, message: str, headers: Any = None, retry_after: float | None = None
+) -> ProviderError:
     """The one mapping of an HTTP error status to a ProviderError and its retry decision."""
     header_wait = retry_after_seconds(headers)
     return ProviderError(
@@ -192,8 +195,13 @@ class HostedProvider(Provider):
         self._client = None  # its httpx client goes with the engine's event loop
 
     def describe(self) -> dict[str, Any]:
-        return {"provider": self.entry.provider, "model": self.entry.model, "base_url": redact.url(self.base_url()),
-                "params": redact.value(self.entry.params), "constraint_style": self.entry.constraint_style}
+        return {
+            "provider": self.entry.provider,
+            "model": self.entry.model,
+            "base_url": redact.url(self.base_url()),
+            "params": redact.value(self.entry.params),
+            "constraint_style": self.entry.constraint_style,
+        }
 
     # --- the call ------------------------------------------------------
     async def send(self, wire: WireRequest) -> Any:

@@ -44,8 +44,9 @@ class OpenAICompatibleProvider(HostedProvider):
     def __init__(self, entry: Any) -> None:
         super().__init__(entry)
         if getattr(entry, "tool_style", "native") not in TOOL_STYLES:
-            raise ConfigError(f"model '{entry.name}': tool_style must be one of {', '.join(TOOL_STYLES)}, "
-                              f"got {entry.tool_style!r}")
+            raise ConfigError(
+                f"model '{entry.name}': tool_style must be one of {', '.join(TOOL_STYLES)}, got {entry.tool_style!r}"
+            )
 
     def make_client(self, key: str) -> Any:
         from openai import AsyncOpenAI
@@ -58,7 +59,11 @@ class OpenAICompatibleProvider(HostedProvider):
 
     # --- request mapping -----------------------------------------------
     def build_body(self, request: Request) -> WireRequest:
-        if request.tools and request.tool_choice != "none" and getattr(self.entry, "tool_style", "native") == "json_schema":
+        if (
+            request.tools
+            and request.tool_choice != "none"
+            and getattr(self.entry, "tool_style", "native") == "json_schema"
+        ):
             # the base mapping only: a subclass's build_body wraps this call once already
             as_text = OpenAICompatibleProvider.build_body(self, tools_as_json_schema(request))
             return WireRequest(as_text.body, "json_schema_tool_call" if as_text.mode else "text_tool_call")
@@ -145,8 +150,12 @@ class OpenAICompatibleProvider(HostedProvider):
             for c in (message.tool_calls or [])
             if getattr(c, "function", None) is not None
         ]
-        if (message.content is None and not calls and not getattr(message, "refusal", None)
-                and choice.finish_reason not in ANSWERED_EMPTY):
+        if (
+            message.content is None
+            and not calls
+            and not getattr(message, "refusal", None)
+            and choice.finish_reason not in ANSWERED_EMPTY
+        ):
             raise self.empty_reply("content is null and there are no tool calls")
         text = message.content or ""
         usage = reply.usage
@@ -169,7 +178,12 @@ class OpenAICompatibleProvider(HostedProvider):
         if mode in TEXT_TOOL_MODES and not calls:
             call = tool_call_from_json(text)
             completion.tool_calls = [call] if call is not None else []
-        if mode and request.constraint is not None and request.constraint.kind == "choice" and mode != "structured_outputs_choice":
+        if (
+            mode
+            and request.constraint is not None
+            and request.constraint.kind == "choice"
+            and mode != "structured_outputs_choice"
+        ):
             completion.text = unwrap_label(text)
         return completion
 

@@ -93,7 +93,9 @@ def has_vllm(python: str) -> bool:
     try:
         done = subprocess.run(
             [python, "-c", "import importlib.util, sys; sys.exit(importlib.util.find_spec('vllm') is None)"],
-            capture_output=True, timeout=30, check=False,
+            capture_output=True,
+            timeout=30,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return False
@@ -111,7 +113,7 @@ def model_folder(spec: str) -> Path:
     if spec.startswith("cache:"):
         from pytest_distill.runtime.scripts.convert import cache_dir
 
-        return cache_dir() / spec[len("cache:"):]
+        return cache_dir() / spec[len("cache:") :]
     return Path(spec).expanduser()
 
 
@@ -152,12 +154,18 @@ def check_entry(entry: Any) -> None:
     """Everything that can be told before starting vLLM, as one-line ConfigErrors."""
     python = vllm_python(entry)
     if not Path(python).exists():
-        raise ConfigError(f"model '{entry.name}': the vLLM interpreter {python} does not exist "
-                          f"(set {PYTHON_ENV} or the entry's 'python'; see docs/vllm.md)")
+        raise ConfigError(
+            f"model '{entry.name}': the vLLM interpreter {python} does not exist "
+            f"(set {PYTHON_ENV} or the entry's 'python'; see docs/vllm.md)"
+        )
     if is_local_model(entry.model):
         folder = model_folder(entry.model)
         if not folder.is_dir():
-            hint = " (build it with: python -m pytest_distill.runtime.scripts.convert)" if entry.model.startswith("cache:") else ""
+            hint = (
+                " (build it with: python -m pytest_distill.runtime.scripts.convert)"
+                if entry.model.startswith("cache:")
+                else ""
+            )
             raise ConfigError(f"model '{entry.name}': model folder not found: {folder}{hint}")
         if not (folder / "config.json").is_file():
             raise ConfigError(f"model '{entry.name}': {folder} is not a Hugging Face model folder (no config.json)")
@@ -169,11 +177,15 @@ def check_entry(entry: Any) -> None:
             raise ConfigError(f"model '{entry.name}': serve_args --port must be a number, got '{port}'")
         host = _option(entry.serve_args, "--host") or DEFAULT_HOST
         if port_in_use(host, int(port)):
-            raise ConfigError(f"model '{entry.name}': port {port} on {host} is already in use "
-                              "(another server? drop --port from serve_args to get a free one)")
+            raise ConfigError(
+                f"model '{entry.name}': port {port} on {host} is already in use "
+                "(another server? drop --port from serve_args to get a free one)"
+            )
     if not has_vllm(python):
-        raise ConfigError(f"model '{entry.name}': vLLM is not installed for {python} "
-                          f"(install it, e.g. bash .ci/install-vllm.sh, and set {PYTHON_ENV}; see docs/vllm.md)")
+        raise ConfigError(
+            f"model '{entry.name}': vLLM is not installed for {python} "
+            f"(install it, e.g. bash .ci/install-vllm.sh, and set {PYTHON_ENV}; see docs/vllm.md)"
+        )
 
 
 def plan_server(entry: Any) -> ServerPlan:
@@ -200,9 +212,12 @@ def plan_server(entry: Any) -> ServerPlan:
     client_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in entry.name)
     return ServerPlan(
-        command=command, env=env,
-        base_url=f"http://{client_host}:{port}/v1", health_url=f"http://{client_host}:{port}/health",
-        log_name=f"vllm-{safe}.log", startup_timeout_s=entry.startup_timeout_s,
+        command=command,
+        env=env,
+        base_url=f"http://{client_host}:{port}/v1",
+        health_url=f"http://{client_host}:{port}/health",
+        log_name=f"vllm-{safe}.log",
+        startup_timeout_s=entry.startup_timeout_s,
     )
 
 

@@ -58,9 +58,7 @@ def convert(gguf: Path, out: Path, dtype: str = "bfloat16") -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name, dtype=getattr(torch, dtype)
-    )
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=getattr(torch, dtype))
     # Saved weights are plain (dequantized) tensors: drop the GGUF quantizer, or
     # save_pretrained writes a quantization_config vLLM can't load.
     model.hf_quantizer = None
@@ -89,16 +87,27 @@ def _has_transformers() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pytest_distill.runtime.scripts.convert", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--gguf", default=DEFAULT_GGUF,
-                        help="GGUF file, or pkg:PACKAGE/FILE inside an installed package (default: SmolLM2)")
+    parser = argparse.ArgumentParser(
+        prog="python -m pytest_distill.runtime.scripts.convert", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--gguf",
+        default=DEFAULT_GGUF,
+        help="GGUF file, or pkg:PACKAGE/FILE inside an installed package (default: SmolLM2)",
+    )
     parser.add_argument("--out", default=None, help=f"output folder (default: {default_output()})")
-    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"],
-                        help="dtype of the saved weights (vLLM casts with --dtype at serve time)")
+    parser.add_argument(
+        "--dtype",
+        default="bfloat16",
+        choices=["bfloat16", "float16", "float32"],
+        help="dtype of the saved weights (vLLM casts with --dtype at serve time)",
+    )
     parser.add_argument("--force", action="store_true", help="convert again even if the folder is complete")
-    parser.add_argument("--python", default=None,
-                        help="interpreter with transformers+gguf (default: this one if it has them, "
-                             "else $DISTILL_VLLM_PYTHON)")
+    parser.add_argument(
+        "--python",
+        default=None,
+        help="interpreter with transformers+gguf (default: this one if it has them, else $DISTILL_VLLM_PYTHON)",
+    )
     args = parser.parse_args(argv)
     out = Path(args.out).expanduser() if args.out else default_output()
     if is_converted(out) and not args.force:
@@ -116,12 +125,24 @@ def main(argv: list[str] | None = None) -> int:
     if python and os.path.abspath(python) != os.path.abspath(sys.executable):  # venvs share a resolved binary
         if Path(python).is_dir():
             python = str(Path(python) / "bin" / "python")
-        command = [python, str(Path(__file__).resolve()), "--gguf", str(gguf), "--out", str(out),
-                   "--dtype", args.dtype, "--force"]
+        command = [
+            python,
+            str(Path(__file__).resolve()),
+            "--gguf",
+            str(gguf),
+            "--out",
+            str(out),
+            "--dtype",
+            args.dtype,
+            "--force",
+        ]
         return subprocess.call(command, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     if not _has_transformers():
-        print("error: the conversion needs transformers, gguf and torch (they come with the vLLM venv: "
-              "set DISTILL_VLLM_PYTHON or pass --python)", file=sys.stderr)
+        print(
+            "error: the conversion needs transformers, gguf and torch (they come with the vLLM venv: "
+            "set DISTILL_VLLM_PYTHON or pass --python)",
+            file=sys.stderr,
+        )
         return 2
     convert(gguf, out, args.dtype)
     return 0
