@@ -108,7 +108,22 @@ def _timeless(document):
             r["cost_per_request"] = None  # self-hosted: GPU $/hour over the measured rate
         if c["route"]:
             c["route"]["cost_ratio"] = None
+    _drop_costs(doc.get("matrix"))  # self-hosted $ per million: over the measured rate
+    _drop_costs(doc.get("routing"))
     return doc
+
+
+def _drop_costs(value):
+    """Every cost figure in a nested value set to None (they depend on measured rates)."""
+    if isinstance(value, dict):
+        for key in value:
+            if "per_million" in key or "cost" in key or "saving" in key:
+                value[key] = None
+            else:
+                _drop_costs(value[key])
+    elif isinstance(value, list):
+        for item in value:
+            _drop_costs(item)
 
 
 _TIMING = re.compile(r"(\d+(\.\d+)?(ms|s)\b|\$[\d.,e-]+|[\d.]+ req/s)")

@@ -17,13 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from pytest_distill.core.compare import DEFAULT_ALPHA
-from pytest_distill.core.cost import Cost, cost_notes
+from pytest_distill.core.cost import Cost, cost_notes, tie_key
 from pytest_distill.core.decide import PytestOutcome, decide, without_regression_limit
 from pytest_distill.core.errors import ConfigError
 from pytest_distill.core.gates import EXIT_OK, EXIT_TESTS_FAILED, Gate
+from pytest_distill.core.matrix import build_matrix
 from pytest_distill.core.records import Record
 from pytest_distill.core.result import BaselineRun, RunInfo, RunResult, SuiteGate
+from pytest_distill.core.routing import plan_routing
 from pytest_distill.models.registry import ModelEntry
+from pytest_distill.plugin.options import parse_traffic_mix
 from pytest_distill.report import terminal
 from pytest_distill.report.results_file import FILE_NAME, read_results, records_of
 from pytest_distill.report.write import append_step_summary, write_reports
@@ -216,6 +219,13 @@ def merge(
         for suite, value in document["suites"].items():
             suites.setdefault(suite, SuiteGate(value["path"], Gate(**value["gate"])))
     deltas = decision.deltas
+    # the matrix and routing table exactly as plugin/finish.py builds them, on the merged figures
+    per_million = {k: c.per_million for k, c in costs.items()}
+    tie_keys = {name: tie_key(entry, name) for name, entry in entries.items()}
+    matrix = build_matrix(decision.summaries, records, decision.comparisons, per_million, entries, info.models)
+    routing = plan_routing(
+        decision.summaries, decision.comparisons, per_million, entries, tie_keys, dict(_traffic_mix(base))
+    )
     return RunResult(
         run=info,
         records=tuple(records),
@@ -229,7 +239,15 @@ def merge(
         else BaselineRun(path=str(info.baseline), created_at=baseline.get("created_at"), deltas=deltas),
         models=models,
         cost_notes=tuple(cost_notes(entries.values(), sum(r.cached for r in records))),
+        matrix=matrix,
+        routing=routing,
     )
+
+
+def _traffic_mix(run: Mapping[str, Any]) -> list[tuple[str, float]]:
+    """The shards' --distill-traffic-mix, from the run definition they all share."""
+    mix = ((run.get("definition") or {}).get("options") or {}).get("distill_traffic_mix")
+    return list(parse_traffic_mix(mix)) if mix else []
 
 
 def _entry(public: Mapping[str, Any]) -> ModelEntry:
