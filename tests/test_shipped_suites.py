@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from conftest import ROOT
+from helpers.paths import ROOT
 from pytest_distill.suite import TaskType, load_suite
 
 SUITES_DIR = ROOT / "suites"
