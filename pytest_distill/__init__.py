@@ -1,4 +1,8 @@
-"""pytest-distill: evaluate language models on task data sets with pytest."""
+"""pytest-distill: evaluate language models on task data sets with pytest.
+
+PYTEST_DONT_REWRITE: the plugin has no asserts for pytest to rewrite, and a pytester run
+inside a test process would otherwise warn that the already-imported package can't be.
+"""
 
 from pytest_distill.models.base import Completion, OutputConstraint, Request, ToolCall, Usage
 from pytest_distill.plugin.api import assert_tool_call_equivalent, examples

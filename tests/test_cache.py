@@ -143,6 +143,7 @@ def test_second_run_answers_from_the_cache_and_replay_needs_no_key(pytester, mon
             "suites/banking77",
             "--model=claude-haiku-4.5",
             "--limit=3",
+            "--repeat=1",  # frontier entries repeat 3 times by default; one answer per row here
             "--distill-cache=.cache",
             "-p",
             "no:randomly",
@@ -164,7 +165,9 @@ def test_second_run_answers_from_the_cache_and_replay_needs_no_key(pytester, mon
 
         # offline CI: no key, replay mode; a miss (a 4th example) is an error, not a request
         monkeypatch.delenv("ANTHROPIC_API_KEY")
-        replay = pytester.runpytest(*args[:2], "--limit=4", "--distill-cache=.cache", "--distill-cache-mode=replay")
+        replay = pytester.runpytest(
+            *args[:2], "--limit=4", "--repeat=1", "--distill-cache=.cache", "--distill-cache-mode=replay"
+        )
         replay.assert_outcomes(passed=3, errors=1)
         assert len(server.requests) == 3
         replay.stdout.fnmatch_lines(["*no cached answer for this request (cache in replay mode)*"])
@@ -329,7 +332,13 @@ def test_a_sqlite_error_mid_run_through_the_plugin_still_answers_and_prints_the_
             SqliteCache._write = _write
         """)
         result = pytester.runpytest(
-            "suites/banking77", "--model=claude-haiku-4.5", "--limit=3", "--distill-cache=.cache", "-p", "no:randomly"
+            "suites/banking77",
+            "--model=claude-haiku-4.5",
+            "--limit=3",
+            "--repeat=1",
+            "--distill-cache=.cache",
+            "-p",
+            "no:randomly",
         )
     result.assert_outcomes(passed=3)
     out = result.stdout.str()

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-import threading
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from helpers.chat_server import FakeChatServer
+from helpers.chat_server import GoneAfterPreflight
 from helpers.llama import needs_llama
 from helpers.suites import summary_row, write_suite
 
@@ -87,21 +86,11 @@ def test_task_without_scorer_is_skipped_with_a_reason(pytester):
     assert "gate FAILED" not in gated.stdout.str()
 
 
-class _GoneAfterPreflight(FakeChatServer):
-    """Answers the run's one GET /v1/models (the preflight), then goes away."""
-
-    def answer(self, request):
-        reply = super().answer(request)
-        if request["method"] == "GET":
-            threading.Thread(target=self.stop).start()
-        return reply
-
-
 def test_unreachable_server_is_an_error_not_a_miss(pytester):
     """A server that was there when the run opened and is gone at the item (nothing there at
     all stops the run before any item: test_preflight.py)."""
     write_suite(pytester.path / "suites" / "topics", rows=[{"question": "rain", "answer": "weather"}])
-    with _GoneAfterPreflight() as server:
+    with GoneAfterPreflight() as server:
         pytester.makefile(
             ".toml",
             models=f'[down]\nprovider = "openai-compatible"\nmodel = "m"\n'

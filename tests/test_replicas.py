@@ -10,7 +10,7 @@ import pytest
 from pytest_distill.models.base import ProviderError
 from pytest_distill.runtime.replicas import is_replica_failure
 
-from helpers.chat_server import SERIAL, XDIST, FakeChatServer, numbered_rows
+from helpers.chat_server import SERIAL, XDIST, FakeChatServer, GoneAfterPreflight, numbered_rows
 from helpers.suites import write_suite
 
 ROWS = numbered_rows(12)
@@ -76,6 +76,20 @@ def test_a_replica_answering_5xx_is_taken_out_and_its_requests_answered_elsewher
 
 
 def test_with_every_replica_down_the_item_is_an_error_not_a_miss(pytester):
+    """One replica answers the preflight and goes away, the other is down from the start."""
+    first, second = GoneAfterPreflight(ROWS[:2]).start(), FakeChatServer(ROWS[:2]).start()
+    urls = [first.url, second.url]
+    second.stop()
+    try:
+        write_suite(pytester.path / "suites" / "topics", rows=ROWS[:2])
+        pytester.makefile(".toml", models=_models_toml(urls, timeout_s=5))
+        result = pytester.runpytest("suites", "-p", "no:cacheprovider", "--model=replicated")
+    finally:
+        first.stop()
+    result.assert_outcomes(errors=2, passed=0, failed=0)
+
+
+def test_no_replica_answering_at_the_start_stops_the_run_in_one_line(pytester):
     first, second = FakeChatServer(ROWS[:2]).start(), FakeChatServer(ROWS[:2]).start()
     urls = [first.url, second.url]
     first.stop()
@@ -83,4 +97,5 @@ def test_with_every_replica_down_the_item_is_an_error_not_a_miss(pytester):
     write_suite(pytester.path / "suites" / "topics", rows=ROWS[:2])
     pytester.makefile(".toml", models=_models_toml(urls, timeout_s=5))
     result = pytester.runpytest("suites", "-p", "no:cacheprovider", "--model=replicated")
-    result.assert_outcomes(errors=2, passed=0, failed=0)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"model 'replicated': nothing answers at {urls[0]} (nor at any of its 2 base_urls)" in result.stderr.str()

@@ -70,6 +70,7 @@ def test_keys_never_appear_in_any_output(pytester, monkeypatch, model, echo):
             "suites/banking77",
             f"--model={model}",
             "--limit=3",
+            "--repeat=1",  # frontier entries repeat 3 times by default
             "-p",
             "no:randomly",
             "-v",

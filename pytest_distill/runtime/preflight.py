@@ -32,8 +32,22 @@ def needs_preflight(entry: ModelEntry) -> bool:
 
 def served_models(entry: ModelEntry, timeout_s: float = TIMEOUT_S) -> list[str]:
     """The ids at {base_url}/models; raises ConfigError (one line) when nothing answers there.
-    Any HTTP reply (even 401 or 404) means a server is there: its own errors are the items'."""
-    base_url = str(entry.base_url).rstrip("/")
+    Any HTTP reply (even 401 or 404) means a server is there: its own errors are the items'.
+    With replicas (`base_urls`) one answering replica is enough: the router takes the others
+    out when they refuse, so only "none answers" stops the run."""
+    urls = entry.base_urls or [str(entry.base_url)]
+    failure: ConfigError | None = None
+    for url in urls:
+        try:
+            return _served_at(entry, url, timeout_s)
+        except ConfigError as exc:
+            failure = failure or exc
+    assert failure is not None  # urls is never empty
+    raise failure
+
+
+def _served_at(entry: ModelEntry, url: str, timeout_s: float) -> list[str]:
+    base_url = url.rstrip("/")
     shown = redact.url(base_url)
     request = urllib.request.Request(base_url + "/models", headers=_headers(entry))
     try:
@@ -45,8 +59,10 @@ def served_models(entry: ModelEntry, timeout_s: float = TIMEOUT_S) -> list[str]:
         reason = getattr(exc, "reason", exc)
         where = f" (set by ${entry.base_url_env})" if entry.base_url_env and os.environ.get(entry.base_url_env) else ""
         env_hint = f"; or point ${entry.base_url_env} at one" if entry.base_url_env else ""
+        replicas = f" (nor at any of its {len(entry.base_urls)} base_urls)" if len(entry.base_urls) > 1 else ""
         raise ConfigError(
-            f"model '{entry.name}': nothing answers at {shown}{where} ({redact.text(str(reason))}): {HOW_TO}{env_hint}"
+            f"model '{entry.name}': nothing answers at {shown}{replicas}{where} ({redact.text(str(reason))}): "
+            f"{HOW_TO}{env_hint}"
         ) from None
     return _ids(body)
 

@@ -25,6 +25,7 @@ a str is the reply text, a dict the whole `message`, a tuple a raw HTTP answer.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -157,6 +158,17 @@ class FakeChatServer(FakeHTTPServer):
         if body.get("response_format"):  # a constrained request: the label as JSON
             text = json.dumps({"label": text})
         return text
+
+
+class GoneAfterPreflight(FakeChatServer):
+    """Answers the run's GET /v1/models (the preflight), then goes away: a server that was
+    there when the run opened and is gone at the items."""
+
+    def answer(self, request: HTTPRequest) -> Reply:
+        reply = super().answer(request)
+        if request["method"] == "GET":
+            threading.Thread(target=self.stop).start()
+        return reply
 
 
 def numbered_rows(n: int) -> list[dict[str, str]]:
