@@ -331,6 +331,7 @@ class Engine:
             try:
                 slot = await limits.wait_for_budget(estimated)
                 await asyncio.to_thread(replica.provider.start)
+                started = self._clock()  # the replica's latency: the request itself, not the wait for budget
                 completion = await asyncio.wait_for(replica.provider.complete(request), timeout=entry.timeout_s)
                 completion.finished_at = time.time()
                 slot[1] = completion.usage.input_tokens + completion.usage.output_tokens or estimated

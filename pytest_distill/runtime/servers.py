@@ -183,6 +183,7 @@ class ManagedServer:
         self.cwd = cwd
         self.proc: subprocess.Popen | None = None
         self.startup_s: float | None = None
+        self._started = 0.0  # time.monotonic() at launch
         self._stopping = False
         self._watcher: threading.Thread | None = None
         self._copier: threading.Thread | None = None
@@ -217,11 +218,17 @@ class ManagedServer:
 
     # --- start ------------------------------------------------------------
     def start(self, progress: Callable[[str], None] | None = None) -> ServerInfo:
+        self.launch(progress)
+        return self.wait_ready(progress)
+
+    def launch(self, progress: Callable[[str], None] | None = None) -> None:
+        """Start the process (not waiting for it to serve). In the thread that lives as long as
+        the server: PR_SET_PDEATHSIG fires when the *thread* that forked the child ends."""
         say = progress or (lambda line: None)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self.status_path.unlink()
-        started = time.monotonic()
+        self._started = time.monotonic()
         _register_secrets(self.command, {k: v for k, v in self.env.items() if os.environ.get(k) != v})
         log = self.log_path.open("wb")
         log.write(("$ " + " ".join(redact.args(self.command)) + "\n").encode())
@@ -255,6 +262,11 @@ class ManagedServer:
             f"pytest-distill: starting the {self.kind} server for '{self.name}' at {self.base_url} "
             f"({gpus}pid {self.proc.pid}, log {self.log_path})"
         )
+
+    def wait_ready(self, progress: Callable[[str], None] | None = None) -> ServerInfo:
+        """Wait for the launched server's health URL; stops it on failure, timeout or Ctrl-C."""
+        say = progress or (lambda line: None)
+        started = self._started
         try:
             self._wait_healthy(started, say)
         except BaseException:  # start-up failed, timed out, or Ctrl-C: leave nothing behind
@@ -454,8 +466,9 @@ class ServerPool:
 
 
 def _start_together(servers: list[ManagedServer], progress: Callable[[str], None] | None) -> list[ServerInfo]:
-    """Start an entry's servers (its replicas) at once, each waiting for its own health; if one
-    fails, the first failure is raised (the caller stops them all)."""
+    """Start an entry's servers (its replicas) at once: launched from this thread, then each
+    waited for in its own thread; if one fails, the first failure is raised (the caller stops
+    them all)."""
     if len(servers) == 1:
         return [servers[0].start(progress)]
     lock = threading.Lock()
@@ -468,14 +481,17 @@ def _start_together(servers: list[ManagedServer], progress: Callable[[str], None
     infos: list[ServerInfo | None] = [None] * len(servers)
     failures: list[BaseException] = []
 
-    def start_one(index: int) -> None:
+    def wait_one(index: int) -> None:
         try:
-            infos[index] = servers[index].start(say)
+            infos[index] = servers[index].wait_ready(say)
         except BaseException as exc:  # handed to the caller's thread
             failures.append(exc)
 
+    for server in servers:  # launched here: a server dies with the thread that forked it (PDEATHSIG)
+        server.launch(say)
+
     threads = [
-        threading.Thread(target=start_one, args=(i,), name=f"distill-start-{s.name}", daemon=True)
+        threading.Thread(target=wait_one, args=(i,), name=f"distill-start-{s.name}", daemon=True)
         for i, s in enumerate(servers)
     ]
     for thread in threads:
