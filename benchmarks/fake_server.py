@@ -12,6 +12,7 @@ FAKE_ANSWER. Behaviour by environment:
   FAKE_MODE=hang     never become healthy (spawns a child process too, to test group stop)
   FAKE_MODE=crash    exit 1 during start-up after printing a traceback-like line
   FAKE_DIE_AFTER=N   exit abruptly (code 3) when request N+1 arrives
+  FAKE_DIE_DEVICES=D ... only the server whose CUDA_VISIBLE_DEVICES is D (one replica of several)
   FAKE_PIDFILE=F     append this process's pid (and the hang child's) to F
   FAKE_DELAY_S=X     wait X seconds before each answer
   FAKE_BODIES=F      append each request body (JSON) to F
@@ -91,7 +92,8 @@ class Handler(BaseHTTPRequestHandler):
             COUNT += 1
             count = COUNT
         die_after = os.environ.get("FAKE_DIE_AFTER")
-        if die_after is not None and count > int(die_after):
+        die_here = os.environ.get("FAKE_DIE_DEVICES") in (None, os.environ.get("CUDA_VISIBLE_DEVICES"))
+        if die_after is not None and die_here and count > int(die_after):
             print(f"fake server: dying on request {count}", flush=True)
             os._exit(3)
         delay = float(os.environ.get("FAKE_DELAY_S", "0") or 0)

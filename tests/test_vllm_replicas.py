@@ -15,6 +15,7 @@ import pytest
 from pytest_distill.core.errors import ConfigError
 from pytest_distill.models.providers.vllm import check_entry, plan_servers, visible_gpus
 from pytest_distill.models.registry import ModelEntry, Registry
+from pytest_distill.report.results_file import validate
 from pytest_distill.runtime.replicas import merge_stats
 
 from helpers.chat_server import SERIAL, XDIST, FakeChatServer, numbered_rows
@@ -225,6 +226,7 @@ ROWS = numbered_rows(12)
 
 def _replicas_of(pytester) -> dict:
     document = json.loads((pytester.path / "out" / "results.json").read_text())
+    assert validate(document) is None  # results.schema.json knows the replicas section
     return document["replicas"]
 
 
@@ -307,3 +309,22 @@ def _gone(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except (OSError, IndexError):
         return True
+
+
+def test_a_managed_replica_that_dies_costs_no_item(pytester, model_dir, fake_python, monkeypatch):
+    write_suite(pytester.path / "suites" / "topics")
+    pytester.makefile(
+        ".toml",
+        models=(
+            f'[fake]\nprovider = "vllm"\nmodel = "{model_dir}"\npython = "{fake_python}"\n'
+            "startup_timeout_s = 20\nmax_retries = 0\nmax_concurrency = 1\nreplicas = 2\n"
+            'serve_env = { CUDA_VISIBLE_DEVICES = "0,1" }\n'
+        ),
+    )
+    monkeypatch.setenv("FAKE_DIE_AFTER", "1")  # the replica on GPU 1 exits at its second request
+    monkeypatch.setenv("FAKE_DIE_DEVICES", "1")
+    result = pytester.runpytest_subprocess("suites", "--model=fake", "-p", "no:randomly", "--distill-report=out")
+    result.assert_outcomes(passed=2, failed=4, errors=0)
+    rows = {r["devices"]: r for r in _replicas_of(pytester)["fake"]}
+    assert rows["1"]["requests"] == 1 and rows["1"]["errors"] >= 1
+    assert rows["0"]["requests"] == 5 and rows["0"]["errors"] == 0

@@ -343,7 +343,7 @@ class Engine:
                 )
                 replica_failed = True
             except ProviderError as exc:
-                error, replica_failed = exc, is_replica_failure(exc)
+                error, replica_failed = exc, is_replica_failure(exc, replica.provider)
             except DistillError as exc:
                 error = ProviderError(f"{entry.name}: {exc}")
             except BaseException:

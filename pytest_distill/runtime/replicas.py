@@ -26,9 +26,13 @@ COOLDOWN_S = 10.0  # how long a failed replica gets no requests
 _WAIT_S = 0.05  # how often a request waiting for a free replica looks again
 
 
-def is_replica_failure(error: ProviderError) -> bool:
-    """The replica, not the request, failed: no connection or no answer (no HTTP status), or a 5xx."""
-    return (error.status is None and error.retryable) or (error.status is not None and error.status >= 500)
+def is_replica_failure(error: ProviderError, provider: Provider | None = None) -> bool:
+    """The replica, not the request, failed: no connection or no answer (no HTTP status), a 5xx,
+    or the managed server behind the provider (`replicas = N`) has exited."""
+    if (error.status is None and error.retryable) or (error.status is not None and error.status >= 500):
+        return True
+    server = getattr(provider, "server", None)  # a managed replica: vLLM's provider knows its server
+    return error.status is None and server is not None and bool(server.exited())
 
 
 @dataclass
