@@ -12,9 +12,12 @@ FAKE_ANSWER. Behaviour by environment:
   FAKE_MODE=hang     never become healthy (spawns a child process too, to test group stop)
   FAKE_MODE=crash    exit 1 during start-up after printing a traceback-like line
   FAKE_DIE_AFTER=N   exit abruptly (code 3) when request N+1 arrives
+  FAKE_DIE_DEVICES=D ... only the server whose CUDA_VISIBLE_DEVICES is D (one replica of several)
   FAKE_PIDFILE=F     append this process's pid (and the hang child's) to F
   FAKE_DELAY_S=X     wait X seconds before each answer
   FAKE_BODIES=F      append each request body (JSON) to F
+  FAKE_PORT_LOG=F    append this server's port to F for each request (which replica answered)
+  FAKE_ENV_LOG=F     append "PORT CUDA_VISIBLE_DEVICES" to F at start-up (the replica's device split)
 With `--max-num-seqs N` on its command line (as vLLM takes it) at most N requests are
 answered at a time, each FAKE_DELAY_S long: throughput rises with concurrency up to N, then
 stays flat (a knee, for the saturation search's tests).
@@ -79,6 +82,9 @@ class Handler(BaseHTTPRequestHandler):
         global COUNT
         length = int(self.headers.get("Content-Length", 0))
         request = json.loads(self.rfile.read(length) or b"{}")
+        if os.environ.get("FAKE_PORT_LOG"):
+            with LOCK, open(os.environ["FAKE_PORT_LOG"], "a") as fh:
+                fh.write(f"{self.server.server_address[1]}\n")
         if os.environ.get("FAKE_BODIES"):
             with LOCK, open(os.environ["FAKE_BODIES"], "a") as fh:
                 fh.write(json.dumps(request, sort_keys=True) + "\n")
@@ -86,7 +92,8 @@ class Handler(BaseHTTPRequestHandler):
             COUNT += 1
             count = COUNT
         die_after = os.environ.get("FAKE_DIE_AFTER")
-        if die_after is not None and count > int(die_after):
+        die_here = os.environ.get("FAKE_DIE_DEVICES") in (None, os.environ.get("CUDA_VISIBLE_DEVICES"))
+        if die_after is not None and die_here and count > int(die_after):
             print(f"fake server: dying on request {count}", flush=True)
             os._exit(3)
         delay = float(os.environ.get("FAKE_DELAY_S", "0") or 0)
@@ -141,6 +148,9 @@ def main(argv: list[str]) -> int:
         time.sleep(600)
         return 0
     host, port, model = _args(argv)
+    if os.environ.get("FAKE_ENV_LOG"):
+        with open(os.environ["FAKE_ENV_LOG"], "a") as fh:
+            fh.write(f"{port} {os.environ.get('CUDA_VISIBLE_DEVICES', '-')}\n")
     Handler.model = model
     if "--max-num-seqs" in argv:
         global SLOTS

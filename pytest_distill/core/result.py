@@ -77,6 +77,9 @@ class RunResult:
     variants: tuple[VariantComparison, ...] = field(default=())  # same weights, other serving settings
     matrix: Matrix | None = None  # more than one suite and more than one model
     routing: Routing | None = None  # the run's overall routing table
+    # model -> one line per replica (base_urls or `replicas = N`): url, devices, requests, errors,
+    # latency p50/p95/mean; workers' counts summed (runtime/replicas.merge_stats)
+    replicas: Mapping[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
 
     def cost(self, suite: str, model: str) -> Cost:
         return self.costs.get((suite, model)) or Cost(None, "-")

@@ -68,6 +68,12 @@ class ModelEntry:
     startup_timeout_s: float = 600.0  # vllm
     python: str | None = None  # vllm: interpreter or venv running `vllm serve` (else $DISTILL_VLLM_PYTHON)
     serve_env: dict[str, str] = field(default_factory=dict)  # vllm: extra environment for the server
+    # vllm, managed: vLLM's parallelism (--tensor-/--pipeline-/--data-parallel-size; None: not
+    # passed) and how many servers of the entry to start, each on its own GPUs and port.
+    tensor_parallel_size: int | None = None
+    pipeline_parallel_size: int | None = None
+    data_parallel_size: int | None = None
+    replicas: int | None = None
     params: dict[str, Any] = field(default_factory=dict)  # extra request body fields
     # How an OpenAI-compatible server takes an output constraint: "json_schema" (OpenAI's
     # response_format), "json_object_schema" (llama-cpp-python's server),
@@ -244,9 +250,57 @@ class Registry:
             # Distilled/local models are evaluated greedily; APIs keep their own default.
             table = {**table, "temperature": 0.0}
         try:
-            return ModelEntry(name=name, **{k: v for k, v in table.items() if k != "name"})
+            entry = ModelEntry(name=name, **{k: v for k, v in table.items() if k != "name"})
         except TypeError as exc:
             raise ConfigError(f"{table.get('source')}: model '{name}': {exc}") from None
+        check_layout_fields(entry)
+        return entry
+
+
+# vLLM's parallelism fields -> the `vllm serve` flags (providers/vllm.py passes them).
+PARALLEL_FLAGS = {
+    name: "--" + name.replace("_", "-")
+    for name in ("tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size")
+}
+# vLLM's short spellings of the same flags: a clash with them is a clash too.
+PARALLEL_ALIASES = {
+    "--tensor-parallel-size": ("-tp",),
+    "--pipeline-parallel-size": ("-pp",),
+    "--data-parallel-size": ("-dp",),
+}
+
+
+def check_layout_fields(entry: ModelEntry) -> None:
+    """The parallelism fields and `replicas` (docs/vllm.md#scaling-out): what can be told from
+    the entry alone, as one-line ConfigErrors naming the file and the entry. The GPU count is
+    checked by the vLLM provider before its servers start (providers/vllm.py)."""
+    where = f"{entry.source}: model '{entry.name}'"
+    for name in (*PARALLEL_FLAGS, "replicas"):
+        value = getattr(entry, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{where}: {name} must be an integer >= 1, got {value!r}")
+    used = [name for name in (*PARALLEL_FLAGS, "replicas") if getattr(entry, name) is not None]
+    if not used:
+        return
+    if entry.provider != "vllm":
+        raise ConfigError(
+            f'{where}: {", ".join(used)} apply to managed vLLM entries (provider = "vllm"), '
+            f"not provider '{entry.provider}'"
+        )
+    if entry.base_url or entry.base_urls:
+        raise ConfigError(
+            f"{where}: {', '.join(used)} apply to servers the plugin starts; this entry attaches to "
+            "base_url/base_urls (set the sizes on those servers, list replicas in base_urls)"
+        )
+    for name, flag in PARALLEL_FLAGS.items():
+        if getattr(entry, name) is None:
+            continue
+        for spelling in (flag, *PARALLEL_ALIASES[flag]):
+            if any(arg == spelling or arg.startswith(spelling + "=") for arg in entry.serve_args):
+                raise ConfigError(
+                    f"{where}: {name} = {getattr(entry, name)} and serve_args {spelling} both set vLLM's "
+                    f"{flag}; keep one (the field is checked against the visible GPUs)"
+                )
 
 
 def _apply_env(name: str, table: dict[str, Any]) -> None:

@@ -118,6 +118,10 @@ class Evaluator:
         if self._engine is not None:
             self._engine.close()
 
+    def replica_stats(self) -> dict[str, list[dict[str, Any]]]:
+        """This process's requests per replica (models with replicas), before close()."""
+        return self._engine.replica_stats() if self._engine is not None else {}
+
     def build_request(self, example: Example, model: str) -> Request:
         entry = self.entries[model]
         return build_request(

@@ -36,6 +36,7 @@ from pytest_distill.plugin.state import RunState
 from pytest_distill.plugin.suite_gates import SuiteGates
 from pytest_distill.report.junit import add_gate_testcases
 from pytest_distill.report.results_file import records_of
+from pytest_distill.runtime.replicas import merge_stats
 
 
 def add_report(state: RunState, report: pytest.TestReport) -> None:
@@ -132,6 +133,7 @@ def finish(state: RunState, session: pytest.Session) -> RunResult:
         else None,
         matrix=matrix,
         routing=routing,
+        replicas={model: tuple(rows) for model, rows in merge_stats(state.replica_parts, state.replica_layout).items()},
     )
 
 

@@ -188,6 +188,14 @@ def pytest_configure_node(node) -> None:
         node.workerinput.update(xdist.worker_input(state.servers))
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """xdist: a worker finished; its requests per replica join the controller's."""
+    state = node.config.stash.get(SESSION_KEY, None)
+    if state is not None:
+        xdist.worker_finished(state, node)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(SESSION_KEY, None)
     if state is not None:  # a session that failed or was interrupted before its finish

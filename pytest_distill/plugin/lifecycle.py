@@ -141,6 +141,18 @@ def start_servers(state: RunState) -> None:
     state.servers.start(entries, log_dir(state), progress)
 
 
+def replica_layout(state: RunState) -> dict[str, list[tuple[str, str | None]]]:
+    """Each model with replicas: its replicas' (url, devices), base_urls or managed servers."""
+    layout: dict[str, list[tuple[str, str | None]]] = {}
+    for entry in [*state.entries.values(), *state.evaluator.judge_entries]:
+        managed = state.servers.replicas_of(entry.name)
+        if entry.base_urls:
+            layout[entry.name] = [(url, None) for url in entry.base_urls]
+        elif len(managed) > 1:
+            layout[entry.name] = [(info.base_url, info.devices) for info in managed]
+    return layout
+
+
 def log_dir(state: RunState) -> Path:
     """Where managed servers' logs go: pytest's cache folder, else a temporary one."""
     cache = getattr(state.config, "cache", None)
@@ -148,6 +160,9 @@ def log_dir(state: RunState) -> Path:
 
 
 def close(state: RunState) -> None:
+    xdist.keep_replica_stats(state, state.evaluator.replica_stats())
+    if not state.is_worker:
+        state.replica_layout = replica_layout(state)  # before the servers stop
     state.evaluator.close()
     if state.cache is not None:
         state.cache.close()

@@ -14,6 +14,7 @@ from pytest_distill.plugin import lifecycle
 from pytest_distill.plugin.collect import ExampleItem
 from pytest_distill.plugin.state import RunState
 from pytest_distill.report import terminal
+from pytest_distill.report.replicas_view import replica_lines
 from pytest_distill.report.write import append_step_summary, write_reports
 
 
@@ -38,7 +39,7 @@ def terminal_summary(state: RunState, reporter: Any) -> None:
     result = state.result
     if result is not None and result.summaries:
         reporter.write_sep("=", "pytest-distill")
-        for line in terminal.render(result):
+        for line in terminal.render(result) + replica_lines(result.replicas):
             reporter.write_line(line)
         for line, problem in state.notes:
             reporter.write_line(line, red=problem)

@@ -44,6 +44,10 @@ class RunState:
     started_at: float = field(default_factory=time.time)
     plan: RunPlan | None = None  # which models each suite runs, how many times (plans.py)
     resolve: Callable[[str], ModelEntry] | None = None  # a model name -> its entry, ready for this process
+    # Replicas (base_urls or `replicas = N`): each process's raw per-replica counts (this one's,
+    # then each xdist worker's), and each model's replicas as configured: (url, devices).
+    replica_parts: list[dict[str, Any]] = field(default_factory=list)
+    replica_layout: dict[str, list[tuple[str, str | None]]] = field(default_factory=dict)
 
     @property
     def is_worker(self) -> bool:

@@ -16,6 +16,7 @@ from pytest_distill.runtime import servers
 from pytest_distill.runtime.servers import ServerPool
 
 SERVERS_INPUT = "distill_servers"  # workerinput key: the controller's managed servers
+REPLICAS_OUTPUT = "distill_replicas"  # workeroutput key: the worker's requests per replica
 
 
 def is_worker(config: pytest.Config) -> bool:
@@ -67,6 +68,22 @@ def worker_servers(config: pytest.Config) -> ServerPool:
 def worker_input(pool: ServerPool) -> dict[str, Any]:
     """What the controller hands each worker: its managed servers, as plain data."""
     return {SERVERS_INPUT: servers.worker_input(pool)}
+
+
+def keep_replica_stats(state: Any, raw: dict[str, Any]) -> None:
+    """This process's requests per replica: a worker sends them to the controller (workeroutput,
+    read in pytest_testnodedown); the controller (or a serial run) keeps its own."""
+    if is_worker(state.config):
+        state.config.workeroutput[REPLICAS_OUTPUT] = raw
+    elif raw:
+        state.replica_parts.append(raw)
+
+
+def worker_finished(state: Any, node: Any) -> None:
+    """Controller: a worker is done; keep what it counted per replica."""
+    raw = (getattr(node, "workeroutput", None) or {}).get(REPLICAS_OUTPUT)
+    if raw:
+        state.replica_parts.append(raw)
 
 
 def _worker_queue(config: pytest.Config) -> Any | None:

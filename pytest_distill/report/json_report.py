@@ -106,6 +106,7 @@ def build_document(
     variants: list[dict[str, Any]] | None = None,
     matrix: dict[str, Any] | None = None,
     routing: dict[str, Any] | None = None,
+    replicas: dict[str, list[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """Assemble the document. Records are sorted so that serial and -n N runs write the same file
     (up to timings)."""
@@ -135,6 +136,8 @@ def build_document(
         document["volume"] = volume
     if variants:  # serving variants of the same weights, side by side
         document["variants"] = variants
+    if replicas:  # models with more than one replica: requests, errors, latency per replica
+        document["replicas"] = redact(replicas)
     # Round-trip through JSON so what is returned is exactly what gets written.
     return json.loads(json.dumps(document, default=_plain))
 
@@ -176,4 +179,5 @@ def document(result: RunResult, created_at: str | None = None) -> dict[str, Any]
         variants=[v.to_dict() for v in result.variants],
         matrix=None if result.matrix is None else result.matrix.to_dict(),
         routing=None if result.routing is None else result.routing.to_dict(),
+        replicas={model: [dict(row) for row in rows] for model, rows in result.replicas.items()},
     )

@@ -284,20 +284,37 @@ class Engine:
         return completion
 
     def replica_stats(self) -> dict[str, list[dict[str, Any]]]:
-        """Per model with replicas: each replica's answered requests, failures and latency."""
-        return {name: replicas.stats() for name, replicas in self._replicas.items()}
+        """Per model with replicas: each replica's answered requests, failures and raw latencies
+        (mergeable over xdist workers: runtime/replicas.merge_stats)."""
+        return {name: replicas.raw_stats() for name, replicas in self._replicas.items()}
+
+    def _managed_replicas(self, entry: ModelEntry) -> list[Any]:
+        """The entry's managed servers when the run started more than one (`replicas = N`)."""
+        infos = self.servers.replicas_of(entry.name) if self.servers is not None else []
+        return infos if len(infos) > 1 else []
 
     def _replicas_for(self, entry: ModelEntry, provider: Provider) -> ReplicaSet:
         replicas = self._replicas.get(entry.name)
         if replicas is None:
             limit = entry.max_concurrency or provider.max_concurrency
-            replicas = ReplicaSet(
-                [
+            if entry.base_urls:
+                members = [
                     Replica(url, create_provider(dataclasses.replace(entry, base_url=url, base_urls=[])), limit)
                     for url in entry.base_urls
-                ],
-                clock=self._clock,
-            )
+                ]
+            else:  # managed replicas: each provider attached to its own server (and told when it dies)
+                pool = self.servers
+                assert pool is not None
+                members = [
+                    Replica(
+                        info.base_url,
+                        pool.provider_on(dataclasses.replace(entry), info),
+                        limit,
+                        devices=info.devices,
+                    )
+                    for info in self._managed_replicas(entry)
+                ]
+            replicas = ReplicaSet(members, clock=self._clock)
             self._replicas[entry.name] = replicas
         return replicas
 
@@ -314,6 +331,7 @@ class Engine:
             try:
                 slot = await limits.wait_for_budget(estimated)
                 await asyncio.to_thread(replica.provider.start)
+                started = self._clock()  # the replica's latency: the request itself, not the wait for budget
                 completion = await asyncio.wait_for(replica.provider.complete(request), timeout=entry.timeout_s)
                 completion.finished_at = time.time()
                 slot[1] = completion.usage.input_tokens + completion.usage.output_tokens or estimated
@@ -325,7 +343,7 @@ class Engine:
                 )
                 replica_failed = True
             except ProviderError as exc:
-                error, replica_failed = exc, is_replica_failure(exc)
+                error, replica_failed = exc, is_replica_failure(exc, replica.provider)
             except DistillError as exc:
                 error = ProviderError(f"{entry.name}: {exc}")
             except BaseException:
@@ -346,7 +364,7 @@ class Engine:
 
     async def _ask(self, entry: ModelEntry, provider: Provider, request: Request) -> Completion:
         """The provider's answer, retried as the provider decides; a ProviderError otherwise."""
-        if entry.base_urls:
+        if entry.base_urls or self._managed_replicas(entry):
             return await self._ask_replicas(entry, provider, request)
         limits = self._limits_for(entry, provider)
         estimated = len(json.dumps(request.to_dict(), default=str)) // 4 + request.max_tokens

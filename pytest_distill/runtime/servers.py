@@ -35,7 +35,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
@@ -81,6 +81,7 @@ class ServerInfo:
     log_path: str
     status_path: str  # written by the owner's watcher when the process exits
     pid: int
+    devices: str | None = None  # its CUDA_VISIBLE_DEVICES, when the plugin split the GPUs (replicas)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,14 +123,16 @@ class ServerPlan(Protocol):
     health_url: str  # 200 once it serves
     log_name: str  # file name of its log, in the run's log folder
     startup_timeout_s: float
+    # optional: `replica` (0-based, with `replicas = N`) and `devices` (its CUDA_VISIBLE_DEVICES)
 
 
 @runtime_checkable
 class ServesItself(Protocol):
     """A provider that can run its own server when its entry names none."""
 
-    def server_plan(self) -> ServerPlan | None:
-        """The server to start, or None when the entry points at one already (base_url)."""
+    def server_plans(self) -> list[ServerPlan]:
+        """The servers to start (several: replicas of the model), or [] when the entry points at
+        one already (base_url)."""
 
     def use_server(self, server: ServerInfo) -> None:
         """Send requests to this running server (and tell when it has died)."""
@@ -165,8 +168,10 @@ class ManagedServer:
         log_path: Path,
         startup_timeout_s: float,
         cwd: str | None = None,
+        devices: str | None = None,
     ) -> None:
         self.name = name
+        self.devices = devices
         self.kind = kind
         self.command = command
         self.env = env
@@ -178,14 +183,17 @@ class ManagedServer:
         self.cwd = cwd
         self.proc: subprocess.Popen | None = None
         self.startup_s: float | None = None
+        self._started = 0.0  # time.monotonic() at launch
         self._stopping = False
         self._watcher: threading.Thread | None = None
         self._copier: threading.Thread | None = None
 
     @classmethod
     def from_plan(cls, name: str, plan: ServerPlan, log_dir: Path) -> ManagedServer:
+        replica = getattr(plan, "replica", None)
         return cls(
-            name=name,
+            name=name if replica is None else f"{name}#{replica}",  # replicas: 'qwen#0', 'qwen#1'
+            devices=getattr(plan, "devices", None),
             kind=plan.kind,
             command=list(plan.command),
             env=dict(plan.env),
@@ -205,15 +213,22 @@ class ManagedServer:
             log_path=str(self.log_path),
             status_path=str(self.status_path),
             pid=self.proc.pid,
+            devices=self.devices,
         )
 
     # --- start ------------------------------------------------------------
     def start(self, progress: Callable[[str], None] | None = None) -> ServerInfo:
+        self.launch(progress)
+        return self.wait_ready(progress)
+
+    def launch(self, progress: Callable[[str], None] | None = None) -> None:
+        """Start the process (not waiting for it to serve). In the thread that lives as long as
+        the server: PR_SET_PDEATHSIG fires when the *thread* that forked the child ends."""
         say = progress or (lambda line: None)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self.status_path.unlink()
-        started = time.monotonic()
+        self._started = time.monotonic()
         _register_secrets(self.command, {k: v for k, v in self.env.items() if os.environ.get(k) != v})
         log = self.log_path.open("wb")
         log.write(("$ " + " ".join(redact.args(self.command)) + "\n").encode())
@@ -242,10 +257,16 @@ class ManagedServer:
         _LIVE.add(self)
         self._watcher = threading.Thread(target=self._watch, name=f"distill-watch-{self.name}", daemon=True)
         self._watcher.start()
+        gpus = f"CUDA_VISIBLE_DEVICES={self.devices}, " if self.devices is not None else ""
         say(
             f"pytest-distill: starting the {self.kind} server for '{self.name}' at {self.base_url} "
-            f"(pid {self.proc.pid}, log {self.log_path})"
+            f"({gpus}pid {self.proc.pid}, log {self.log_path})"
         )
+
+    def wait_ready(self, progress: Callable[[str], None] | None = None) -> ServerInfo:
+        """Wait for the launched server's health URL; stops it on failure, timeout or Ctrl-C."""
+        say = progress or (lambda line: None)
+        started = self._started
         try:
             self._wait_healthy(started, say)
         except BaseException:  # start-up failed, timed out, or Ctrl-C: leave nothing behind
@@ -371,32 +392,44 @@ def _stop_all_at_exit() -> None:
 
 
 class ServerPool:
-    """The managed servers one process uses: entry name -> ServerInfo. In the controller
-    (or a serial run) it also owns the processes it started."""
+    """The managed servers one process uses: entry name -> its ServerInfo(s), one per replica.
+    In the controller (or a serial run) it also owns the processes it started."""
 
-    def __init__(self, running: dict[str, ServerInfo] | None = None) -> None:
-        self.servers: dict[str, ManagedServer] = {}  # started here
-        self.running: dict[str, ServerInfo] = dict(running or {})
+    def __init__(self, running: Mapping[str, ServerInfo | list[ServerInfo]] | None = None) -> None:
+        self.servers: dict[str, list[ManagedServer]] = {}  # started here
+        self.running: dict[str, list[ServerInfo]] = {
+            name: list(infos) if isinstance(infos, list) else [infos] for name, infos in (running or {}).items()
+        }
 
     def get(self, name: str) -> ServerInfo | None:
-        return self.running.get(name)
+        """The entry's (first) server."""
+        infos = self.running.get(name)
+        return infos[0] if infos else None
+
+    def replicas_of(self, name: str) -> list[ServerInfo]:
+        """Every server running for the entry: more than one with `replicas = N`."""
+        return list(self.running.get(name) or [])
 
     def provider_for(self, entry: ModelEntry) -> Provider:
-        """The entry's provider, attached to its managed server if one runs."""
+        """The entry's provider, attached to its managed server (the first replica) if one runs."""
+        return self.provider_on(entry, self.get(entry.name))
+
+    @staticmethod
+    def provider_on(entry: ModelEntry, info: ServerInfo | None) -> Provider:
+        """A provider for the entry attached to this one server (a replica's own provider)."""
         provider = create_provider(entry)
-        info = self.running.get(entry.name)
         if info is not None and isinstance(provider, ServesItself):
             provider.use_server(info)
         return provider
 
     @staticmethod
-    def plan_for(entry: ModelEntry) -> ServerPlan | None:
+    def plans_for(entry: ModelEntry) -> list[ServerPlan]:
         provider = create_provider(entry)
-        return provider.server_plan() if isinstance(provider, ServesItself) else None
+        return provider.server_plans() if isinstance(provider, ServesItself) else []
 
     def needs_server(self, entry: ModelEntry) -> bool:
         provider = create_provider(entry)
-        return isinstance(provider, ServesItself) and provider.server_plan() is not None
+        return isinstance(provider, ServesItself) and bool(provider.server_plans())
 
     def start(
         self, entries: Iterable[ModelEntry], log_dir: Path, progress: Callable[[str], None] | None = None
@@ -405,37 +438,86 @@ class ServerPool:
             for entry in entries:
                 if entry.name in self.running:
                     continue
-                plan = self.plan_for(entry)
-                if plan is None:
+                plans = self.plans_for(entry)
+                if not plans:
                     continue
-                server = ManagedServer.from_plan(entry.name, plan, log_dir)
-                self.servers[entry.name] = server
-                self.running[entry.name] = server.start(progress)
+                started = [ManagedServer.from_plan(entry.name, plan, log_dir) for plan in plans]
+                self.servers[entry.name] = started
+                self.running[entry.name] = _start_together(started, progress)
         except BaseException:
             self.stop()
             raise
 
     def stop(self) -> None:
-        for name, server in list(self.servers.items()):
-            server.stop()
+        for name, started in list(self.servers.items()):
+            for server in started:
+                server.stop()
             self.running.pop(name, None)
         self.servers.clear()
 
     def stop_one(self, name: str) -> int | None:
-        """Stop the server this pool started for one entry (its whole process group); its pid."""
-        server = self.servers.pop(name, None)
+        """Stop the server(s) this pool started for one entry (whole process groups); the first pid."""
+        started = self.servers.pop(name, [])
         self.running.pop(name, None)
-        if server is None or server.proc is None:
-            return None
-        server.stop()
-        return server.proc.pid
+        for server in started:
+            server.stop()
+        pids = [server.proc.pid for server in started if server.proc is not None]
+        return pids[0] if pids else None
 
 
-def worker_input(pool: ServerPool) -> dict[str, dict[str, Any]]:
+def _start_together(servers: list[ManagedServer], progress: Callable[[str], None] | None) -> list[ServerInfo]:
+    """Start an entry's servers (its replicas) at once: launched from this thread, then each
+    waited for in its own thread; if one fails, the first failure is raised (the caller stops
+    them all)."""
+    if len(servers) == 1:
+        return [servers[0].start(progress)]
+    lock = threading.Lock()
+
+    def say(line: str) -> None:
+        if progress is not None:
+            with lock:
+                progress(line)
+
+    infos: list[ServerInfo | None] = [None] * len(servers)
+    failures: list[BaseException] = []
+
+    def wait_one(index: int) -> None:
+        try:
+            infos[index] = servers[index].wait_ready(say)
+        except BaseException as exc:  # handed to the caller's thread
+            failures.append(exc)
+
+    for server in servers:  # launched here: a server dies with the thread that forked it (PDEATHSIG)
+        server.launch(say)
+
+    threads = [
+        threading.Thread(target=wait_one, args=(i,), name=f"distill-start-{s.name}", daemon=True)
+        for i, s in enumerate(servers)
+    ]
+    for thread in threads:
+        thread.start()
+    stopped = False
+    for thread in threads:
+        while thread.is_alive():  # a timed join keeps Ctrl-C deliverable in this thread
+            thread.join(timeout=0.2)
+            if failures and not stopped:  # one failed: the others need not finish starting
+                stopped = True
+                for server in servers:
+                    server.stop()
+    if failures:
+        raise failures[0]
+    return [info for info in infos if info is not None]
+
+
+def worker_input(pool: ServerPool) -> dict[str, list[dict[str, Any]]]:
     """What an xdist worker needs of the controller's pool, as plain (JSON-able) data."""
-    return {name: info.to_dict() for name, info in pool.running.items()}
+    return {name: [info.to_dict() for info in infos] for name, infos in pool.running.items()}
 
 
-def from_worker_input(data: dict[str, dict[str, Any]] | None) -> ServerPool:
+def from_worker_input(data: Mapping[str, Any] | None) -> ServerPool:
     """A worker's pool: the controller's servers, which the worker uses but never stops."""
-    return ServerPool({name: ServerInfo.from_dict(value) for name, value in (data or {}).items()})
+    running: dict[str, list[ServerInfo]] = {}
+    for name, value in (data or {}).items():
+        values = value if isinstance(value, list) else [value]
+        running[name] = [ServerInfo.from_dict(v) for v in values]
+    return ServerPool(running)

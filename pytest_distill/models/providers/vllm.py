@@ -1,7 +1,8 @@
 """vLLM: an OpenAI-compatible server that the plugin starts itself (or attaches to).
 
 With `base_url` unset, the provider plans `vllm serve <model> <serve_args>`
-(`server_plan`: command line, environment, port), the run starts it once
+(`server_plans`: command line, environment, port; one per replica with `replicas = N`,
+each with its slice of the visible GPUs), the run starts it once
 (runtime/servers.py owns the process: health wait, log file, process-group stop) and
 hands the running server to the provider (`use_server`). With `base_url` set, it talks
 to a server already running and plans nothing.
@@ -18,9 +19,11 @@ Hermes tools chat template `pkg:pytest_distill/templates/chatml-hermes-tools.jin
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -62,6 +65,8 @@ class ServerPlan:
     log_name: str
     startup_timeout_s: float
     kind: str = "vLLM"
+    replica: int | None = None  # with `replicas = N`: which one (0-based)
+    devices: str | None = None  # the CUDA_VISIBLE_DEVICES it was given, if the plugin split the GPUs
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -150,6 +155,86 @@ def _without(args: list[str], name: str) -> list[str]:
     return out
 
 
+CUDA_DEVICES = "CUDA_VISIBLE_DEVICES"
+# The entry's parallelism fields -> the `vllm serve` flags (models/registry.py checks the same fields).
+PARALLEL_FLAGS = {
+    name: "--" + name.replace("_", "-")
+    for name in ("tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size")
+}
+
+
+def nvidia_smi_gpus() -> list[str] | None:
+    """The GPU indices `nvidia-smi -L` lists ("GPU 0: ..." lines); None without nvidia-smi."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        done = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return []
+    count = sum(1 for line in done.stdout.splitlines() if line.startswith("GPU "))
+    return [str(i) for i in range(count)]
+
+
+def visible_gpus(
+    entry: Any, environ: Mapping[str, str] | None = None, list_gpus: Callable[[], list[str] | None] = nvidia_smi_gpus
+) -> list[str]:
+    """The GPUs an entry's servers may use, as CUDA_VISIBLE_DEVICES names them: the entry's
+    serve_env CUDA_VISIBLE_DEVICES, else the environment's, else every GPU `nvidia-smi -L`
+    lists; [] when none is visible (the CPU build)."""
+    environ = os.environ if environ is None else environ
+    serve_env = getattr(entry, "serve_env", None) or {}
+    declared = serve_env.get(CUDA_DEVICES, environ.get(CUDA_DEVICES))
+    if declared is not None:
+        ids = [d.strip() for d in str(declared).split(",") if d.strip()]
+        return [] if ids[:1] == ["-1"] else ids
+    return list_gpus() or []
+
+
+def has_layout(entry: Any) -> bool:
+    """The entry sets a parallelism field or replicas: the plugin lays its servers out on GPUs."""
+    return any(getattr(entry, name, None) is not None for name in (*PARALLEL_FLAGS, "replicas"))
+
+
+def gpus_per_server(entry: Any) -> int:
+    """tensor x pipeline x data parallel: the GPUs one `vllm serve` of the entry takes."""
+    size = 1
+    for name in PARALLEL_FLAGS:
+        size *= getattr(entry, name, None) or 1
+    return size
+
+
+def replica_count(entry: Any) -> int:
+    return getattr(entry, "replicas", None) or 1
+
+
+def device_split(entry: Any, gpus: list[str]) -> list[str | None]:
+    """CUDA_VISIBLE_DEVICES for each replica: replica i gets gpus[i*k:(i+1)*k], k = TP x PP x DP;
+    None for every replica when no GPU is visible (the CPU build: distinct ports only). A
+    ConfigError naming the models file and the entry when the layout doesn't fit."""
+    k, n = gpus_per_server(entry), replica_count(entry)
+    where = f"{getattr(entry, 'source', 'models.toml')}: model '{entry.name}'"
+    sizes = " x ".join(
+        f"{name} {getattr(entry, name)}" for name in PARALLEL_FLAGS if getattr(entry, name, None) is not None
+    )
+    if not gpus:
+        if k > 1:
+            raise ConfigError(
+                f"{where}: {sizes} needs {k} GPUs per server, and no GPU is visible "
+                f"({CUDA_DEVICES} is empty or nvidia-smi lists none); on vLLM's CPU build leave the sizes "
+                "unset (replicas = N works: one server per port)"
+            )
+        return [None] * n
+    if k * n > len(gpus):
+        layout = f"{n} replica(s) x {k} GPU(s)" + (f" ({sizes})" if sizes else "")
+        raise ConfigError(
+            f"{where}: {layout} = {k * n} GPUs, but {len(gpus)} are visible ({','.join(gpus)}); "
+            "lower the sizes or replicas, or set CUDA_VISIBLE_DEVICES"
+        )
+    return [",".join(gpus[i * k : (i + 1) * k]) for i in range(n)]
+
+
 def check_entry(entry: Any) -> None:
     """Everything that can be told before starting vLLM, as one-line ConfigErrors."""
     python = vllm_python(entry)
@@ -176,11 +261,14 @@ def check_entry(entry: Any) -> None:
         if not port.isdigit():
             raise ConfigError(f"model '{entry.name}': serve_args --port must be a number, got '{port}'")
         host = _option(entry.serve_args, "--host") or DEFAULT_HOST
-        if port_in_use(host, int(port)):
-            raise ConfigError(
-                f"model '{entry.name}': port {port} on {host} is already in use "
-                "(another server? drop --port from serve_args to get a free one)"
-            )
+        for taken in range(int(port), int(port) + replica_count(entry)):  # replica i listens on port + i
+            if port_in_use(host, taken):
+                raise ConfigError(
+                    f"model '{entry.name}': port {taken} on {host} is already in use "
+                    "(another server? drop --port from serve_args to get a free one)"
+                )
+    if has_layout(entry):
+        device_split(entry, visible_gpus(entry))  # the GPUs are counted before anything starts
     if not has_vllm(python):
         raise ConfigError(
             f"model '{entry.name}': vLLM is not installed for {python} "
@@ -189,23 +277,57 @@ def check_entry(entry: Any) -> None:
 
 
 def plan_server(entry: Any) -> ServerPlan:
-    """The `vllm serve` process for an entry (not started)."""
+    """The `vllm serve` process for an entry (not started); its first replica with `replicas`."""
+    return plan_servers(entry)[0]
+
+
+def plan_servers(entry: Any, gpus: list[str] | None = None) -> list[ServerPlan]:
+    """The `vllm serve` processes for an entry (not started): one, or `replicas` of them, each
+    on its own port and, with GPUs visible, its own CUDA_VISIBLE_DEVICES slice. `gpus`: the
+    visible GPUs (default: visible_gpus(entry)); only looked up when the entry sets a layout."""
+    if not has_layout(entry):
+        return [_plan_one(entry, None, None, None)]
+    split = device_split(entry, visible_gpus(entry) if gpus is None else gpus)
+    port_arg = _option(entry.serve_args, "--port")
+    first = int(port_arg) if port_arg and port_arg.isdigit() else None
+    host = _option(entry.serve_args, "--host") or DEFAULT_HOST
+    plans: list[ServerPlan] = []
+    taken: set[int] = set()
+    for index, devices in enumerate(split):
+        if first is not None:
+            port = first + index
+        else:
+            port = free_port(host)
+            while port in taken:  # a free port is free until bound: never give two replicas the same
+                port = free_port(host)
+        taken.add(port)
+        plans.append(_plan_one(entry, port, index if len(split) > 1 else None, devices))
+    return plans
+
+
+def _plan_one(entry: Any, port: int | None, replica: int | None, devices: str | None) -> ServerPlan:
     python = vllm_python(entry)
     args = [_resolve_arg(a) for a in entry.serve_args]
     host = _option(args, "--host") or DEFAULT_HOST
-    port_arg = _option(args, "--port")
-    port = int(port_arg) if port_arg and port_arg.isdigit() else free_port(host)
+    if port is None:
+        port_arg = _option(args, "--port")
+        port = int(port_arg) if port_arg and port_arg.isdigit() else free_port(host)
     args = _without(_without(args, "--host"), "--port")
     model = str(model_folder(entry.model)) if is_local_model(entry.model) else entry.model
     command = [python, str(LAUNCHER), "serve", model, "--host", host, "--port", str(port)]
     if _option(args, "--served-model-name") is None:
         command += ["--served-model-name", entry.model]  # what requests name as "model"
+    for name, flag in PARALLEL_FLAGS.items():
+        if getattr(entry, name, None) is not None:
+            command += [flag, str(getattr(entry, name))]
     command += args
     env = {**CPU_ENV, **os.environ, **{k: str(v) for k, v in getattr(entry, "serve_env", {}).items()}}
     env.setdefault("PYTHONUNBUFFERED", "1")
     env.setdefault("TQDM_DISABLE", "1")
     if is_local_model(entry.model):
         env.setdefault("HF_HUB_OFFLINE", "1")
+    if devices is not None:
+        env[CUDA_DEVICES] = devices  # this replica's slice of the visible GPUs
     iomp = Path(python).parent.parent / "lib" / "libiomp5.so"
     if iomp.is_file() and "LD_PRELOAD" not in env:
         env["LD_PRELOAD"] = str(iomp)  # Intel OpenMP shipped with the CPU build: +40% here
@@ -216,8 +338,10 @@ def plan_server(entry: Any) -> ServerPlan:
         env=env,
         base_url=f"http://{client_host}:{port}/v1",
         health_url=f"http://{client_host}:{port}/health",
-        log_name=f"vllm-{safe}.log",
+        log_name=f"vllm-{safe}.log" if replica is None else f"vllm-{safe}-{replica}.log",
         startup_timeout_s=entry.startup_timeout_s,
+        replica=replica,
+        devices=devices,
     )
 
 
@@ -233,6 +357,9 @@ class VLLMProvider(OpenAICompatibleProvider):
     # runtime.servers.ServesItself
     def server_plan(self) -> ServerPlan | None:
         return None if self.entry.base_url else plan_server(self.entry)
+
+    def server_plans(self) -> list[ServerPlan]:
+        return [] if self.entry.base_url else plan_servers(self.entry)
 
     def use_server(self, server: RunningServer) -> None:
         self.server = server
@@ -251,6 +378,9 @@ class VLLMProvider(OpenAICompatibleProvider):
     def describe(self) -> dict[str, Any]:
         # The port changes from run to run: the model and its serve arguments identify answers.
         described = {"provider": "vllm", "model": self.entry.model, "serve_args": list(self.entry.serve_args)}
+        for name in PARALLEL_FLAGS:  # set as fields, they are serve arguments too (replicas are not)
+            if getattr(self.entry, name, None) is not None:
+                described[name] = getattr(self.entry, name)
         if self.entry.base_url:
             described["base_url"] = self.entry.base_url
         return described
