@@ -25,7 +25,7 @@ from pytest_distill.core.matrix import build_matrix
 from pytest_distill.core.records import Record
 from pytest_distill.core.result import BaselineRun, RunInfo, RunResult, SuiteGate
 from pytest_distill.core.routing import plan_routing
-from pytest_distill.models.registry import ModelEntry
+from pytest_distill.models.registry import ModelEntry, eval_concurrency
 from pytest_distill.plugin.options import parse_traffic_mix
 from pytest_distill.report import terminal
 from pytest_distill.report.results_file import FILE_NAME, read_results, records_of
@@ -190,6 +190,7 @@ def merge(
         _pytest_outcome(documents, records),
         float(first["run"]["route_tolerance_pp"]),
         baseline_records=records_of(baseline) if baseline is not None else None,
+        concurrency=eval_concurrency(entries),
     )
     costs = dict(decision.costs)
     costs.update(_benched_costs(documents, entries))

@@ -12,6 +12,7 @@ import dataclasses
 import importlib
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -341,3 +342,8 @@ def create_provider(entry: ModelEntry) -> Provider:
 
 def _extra(provider: str) -> str:
     return {"llama-cpp": "local", "vllm": "vllm"}.get(provider, "api")
+
+
+def eval_concurrency(entries: Mapping[str, ModelEntry]) -> dict[str, int]:
+    """Requests in flight per model during evaluation: the entry's max_concurrency, else its provider's default."""
+    return {name: entry.max_concurrency or provider_class(entry).max_concurrency for name, entry in entries.items()}

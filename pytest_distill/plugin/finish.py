@@ -29,7 +29,7 @@ from pytest_distill.core.result import BaselineRun, RunInfo, RunResult, SuiteGat
 from pytest_distill.core.routing import plan_routing
 from pytest_distill.core.serving import ServingMeasurement
 from pytest_distill.core.variants import VariantComparison, compare_variants, variant_pairs
-from pytest_distill.models.registry import ModelEntry, provider_class
+from pytest_distill.models.registry import ModelEntry, eval_concurrency
 from pytest_distill.plugin import xdist
 from pytest_distill.plugin.shard import run_definition, shard_info
 from pytest_distill.plugin.state import RunState
@@ -180,8 +180,3 @@ def variant_comparisons(
     )
     serving = {k: v for k, v in rates.items() if isinstance(v, ServingMeasurement)}
     return compare_variants(pairs, serving, records)
-
-
-def eval_concurrency(entries: dict[str, ModelEntry]) -> dict[str, int]:
-    """Requests in flight per model during evaluation: the entry's max_concurrency, else its provider's default."""
-    return {name: entry.max_concurrency or provider_class(entry).max_concurrency for name, entry in entries.items()}
