@@ -8,8 +8,9 @@ import json
 
 import pytest
 
-from helpers.paths import ROOT
 from pytest_distill.suite import TaskType, load_suite
+
+from helpers.paths import ROOT
 
 SUITES_DIR = ROOT / "suites"
 

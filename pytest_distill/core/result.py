@@ -17,6 +17,7 @@ from pytest_distill.core.gates import Gate, GateResult
 from pytest_distill.core.matrix import Matrix
 from pytest_distill.core.records import INTERNAL, SKIP, Record, Summary
 from pytest_distill.core.routing import Routing
+from pytest_distill.core.sampling import SuiteSample
 from pytest_distill.core.serving import ServingMeasurement
 from pytest_distill.core.variants import VariantComparison
 
@@ -44,6 +45,8 @@ class RunInfo:
     definition: Mapping[str, Any] | None = None
     shard: Mapping[str, Any] | None = None
     merged_from: tuple[str, ...] | None = None  # pytest-distill merge: the shards' results.json files
+    sample: int | None = None  # --sample N
+    sample_seed: int | None = None  # its seed (None without --sample)
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class RunResult:
     variants: tuple[VariantComparison, ...] = field(default=())  # same weights, other serving settings
     matrix: Matrix | None = None  # more than one suite and more than one model
     routing: Routing | None = None  # the run's overall routing table
+    samples: Mapping[str, SuiteSample] = field(default_factory=dict)  # --sample: suite -> size of total
 
     def cost(self, suite: str, model: str) -> Cost:
         return self.costs.get((suite, model)) or Cost(None, "-")

@@ -17,7 +17,7 @@ from pytest_distill.core import stats
 from pytest_distill.core.compare import SuiteComparison
 from pytest_distill.report import serving
 from pytest_distill.report.comparison_text import route_text, significance_text
-from pytest_distill.report.fmt import money, ms, percent
+from pytest_distill.report.fmt import money, ms, percent, sample_text, thousands
 from pytest_distill.report.matrix_view import html_matrix, html_routing
 
 HERE = Path(__file__).parent
@@ -253,7 +253,7 @@ def _rate_cell(s: dict[str, Any]) -> str:
     return percent(s["pass_rate"])
 
 
-def _summary_table(summaries: list[dict[str, Any]]) -> str:
+def _summary_table(summaries: list[dict[str, Any]], samples: dict[str, dict[str, Any]]) -> str:
     head = (
         "suite",
         "model",
@@ -288,7 +288,9 @@ def _summary_table(summaries: list[dict[str, Any]]) -> str:
         cells = (
             s["suite"],
             s["model"],
-            s["n"],
+            f"{s['n']} of {thousands(samples[s['suite']]['total'])}"
+            if s["suite"] in samples and s["repetitions"] <= 1
+            else s["n"],
             s["passed"],
             s["missed"],
             s["errors"],
@@ -410,7 +412,14 @@ def render(document: dict[str, Any]) -> str:
         )
     if gates:
         body.append(f"<p>Gates: {len(gates) - len(failed_gates)} passed, {len(failed_gates)} failed.</p>")
-    body.append("<h2>Summary</h2>" + _summary_table(summaries))
+    samples = {name: suite["sample"] for name, suite in document["suites"].items() if suite.get("sample")}
+    body.append("<h2>Summary</h2>" + _summary_table(summaries, samples))
+    if samples:
+        body.append(
+            '<ul class="samples">'
+            + "".join(f"<li>{_e(sample_text(name, sample))}</li>" for name, sample in sorted(samples.items()))
+            + "</ul>"
+        )
     if document.get("matrix"):
         body.append('<h2>Matrix</h2><section id="matrix">' + html_matrix(document["matrix"]) + "</section>")
     if document.get("routing"):

@@ -7,7 +7,7 @@ from typing import Any
 from pytest_distill.core.compare import SuiteComparison
 from pytest_distill.report import serving
 from pytest_distill.report.comparison_text import route_text
-from pytest_distill.report.fmt import money, ms, percent
+from pytest_distill.report.fmt import money, ms, percent, sample_text, thousands
 from pytest_distill.report.matrix_view import markdown as matrix_markdown
 
 MAX_LISTED = 20  # newly failing examples named per suite x model
@@ -35,6 +35,7 @@ def render(document: dict[str, Any]) -> str:
     if warning:
         lines += [f"> ⚠️ **Offline judge:** {warning['message']}", ""]
     rows = []
+    samples = {name: suite["sample"] for name, suite in document["suites"].items() if suite.get("sample")}
     for s in document["summaries"]:
         rate = (
             f"{100 * s['rep_mean']:.1f} ± {100 * (s['rep_std'] or 0):.1f}%"
@@ -48,7 +49,9 @@ def render(document: dict[str, Any]) -> str:
             [
                 s["suite"],
                 s["model"],
-                s["n"],
+                f"{s['n']} of {thousands(samples[s['suite']]['total'])}"
+                if s["suite"] in samples and s["repetitions"] <= 1
+                else s["n"],
                 rate,
                 ci,
                 s["errors"],
@@ -63,6 +66,9 @@ def render(document: dict[str, Any]) -> str:
             ["suite", "model", "n", "pass rate", "95% CI", "errors", "p50", "p95", "$/1M req", "gate"],
             rows,
             {2, 3, 5, 6, 7, 8},
+        )
+        lines += (
+            [""] + [f"- {sample_text(name, sample)}" for name, sample in sorted(samples.items())] if samples else []
         )
     gates = document["gates"]
     if gates:
