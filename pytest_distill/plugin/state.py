@@ -44,6 +44,7 @@ class RunState:
     started_at: float = field(default_factory=time.time)
     plan: RunPlan | None = None  # which models each suite runs, how many times (plans.py)
     resolve: Callable[[str], ModelEntry] | None = None  # a model name -> its entry, ready for this process
+    folded_misses: list[Record] = field(default_factory=list)  # misses shown one line each (misses.py)
 
     @property
     def is_worker(self) -> bool:
