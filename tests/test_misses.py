@@ -69,7 +69,16 @@ def test_all_misses_in_full_with_v_or_all(pytester, server, shown):
     out = result.stdout.str()
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert _section(out, "distill misses") == []
-    assert len([line for line in _section(out, "FAILURES") if re.match(r"_+ topics\[bad-\d+\] \(test.jsonl:\d+\) _+$", line)]) == 25
+    assert (
+        len(
+            [
+                line
+                for line in _section(out, "FAILURES")
+                if re.match(r"_+ topics\[bad-\d+\] \(test.jsonl:\d+\) _+$", line)
+            ]
+        )
+        == 25
+    )
     assert sum(line.startswith("FAILED") for line in _section(out, "short test summary info")) == 25
 
 

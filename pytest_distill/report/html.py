@@ -15,10 +15,11 @@ from typing import Any
 
 from pytest_distill.core import stats
 from pytest_distill.core.compare import SuiteComparison
-from pytest_distill.report import serving
+from pytest_distill.report import classes, serving
 from pytest_distill.report.comparison_text import route_text, significance_text
 from pytest_distill.report.fmt import money, ms, percent, sample_text, thousands
 from pytest_distill.report.matrix_view import html_matrix, html_routing
+from pytest_distill.report.results_file import records_of
 
 HERE = Path(__file__).parent
 MAX_TABLE_ROWS = 2000  # misses / errors shown; the rest stay in results.json
@@ -389,6 +390,7 @@ def render(document: dict[str, Any]) -> str:
     for s in summaries:
         by_suite[s["suite"]].append(s)
     comparisons = {c["suite"]: c for c in document["comparisons"]}
+    typed_records = records_of(document)
     latencies: dict[tuple[str, str], list[float]] = defaultdict(list)
     for r in records:
         # Cached answers took no time and errors never answered: neither is a latency.
@@ -446,7 +448,8 @@ def render(document: dict[str, Any]) -> str:
             f"{'; dashed line: the gate' if gate.get('min_pass_rate') is not None else ''}</figcaption></figure>"
             f"<figure>{cost_svg}<figcaption>Accuracy against cost; red: the Pareto front</figcaption>{missing}</figure>"
             f"<figure>{latency_chart(suite, order, {m: latencies[(suite, m)] for m in order})}"
-            "<figcaption>Latency per request (cached answers excluded)</figcaption></figure></div></section>"
+            "<figcaption>Latency per request (cached answers excluded)</figcaption></figure></div>"
+            f"{classes.html_section(typed_records, suite)}</section>"
         )
     body.append(serving.html_section(document))  # the bench and volume sections, when present
     misses = [r for r in records if r["outcome"] == "miss"]

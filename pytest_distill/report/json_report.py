@@ -167,7 +167,7 @@ def document(result: RunResult, created_at: str | None = None) -> dict[str, Any]
             name: {
                 "path": g.path,
                 "gate": asdict(g.gate),
-                "sample": result.samples[name].to_dict() if name in result.samples else None,
+                **({"sample": result.samples[name].to_dict()} if name in result.samples else {}),  # --sample
             }
             for name, g in result.suites.items()
         },

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_distill.core.compare import SuiteComparison
-from pytest_distill.report import serving
+from pytest_distill.report import classes, serving
 from pytest_distill.report.comparison_text import route_text
 from pytest_distill.report.fmt import money, ms, percent, sample_text, thousands
 from pytest_distill.report.matrix_view import markdown as matrix_markdown
+from pytest_distill.report.results_file import records_of
 
 MAX_LISTED = 20  # newly failing examples named per suite x model
 
@@ -70,6 +71,7 @@ def render(document: dict[str, Any]) -> str:
         lines += (
             [""] + [f"- {sample_text(name, sample)}" for name, sample in sorted(samples.items())] if samples else []
         )
+    lines += classes.markdown_lines(records_of(document))
     gates = document["gates"]
     if gates:
         failed = [g for g in gates if not g["passed"]]

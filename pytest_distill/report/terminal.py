@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from pytest_distill.core.records import Summary
 from pytest_distill.core.result import RunResult
 from pytest_distill.core.sampling import SuiteSample
+from pytest_distill.report import classes
 from pytest_distill.report.comparison_text import format_comparison, format_delta
 from pytest_distill.report.fmt import count, money, ms, percent, sample_text, thousands
 from pytest_distill.report.generation import generation_lines
@@ -120,6 +121,7 @@ def render(result: RunResult) -> list[str]:
             extra.setdefault((s.suite, s.model), {})["runs"] = runs_label(result, s)
     lines = format_table(summary_rows(result.summaries, extra, result.samples))
     lines += [sample_text(suite, sample.to_dict()) for suite, sample in sorted(result.samples.items())]
+    lines += classes.terminal_lines(result.records)
     lines += [f"gate {'passed' if g.passed else 'FAILED'}: {g.suite} x {g.model}: {g.reason}" for g in result.gates]
     for comparison in result.comparisons:
         lines += format_comparison(comparison)
