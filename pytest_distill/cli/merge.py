@@ -25,6 +25,7 @@ from pytest_distill.core.matrix import build_matrix
 from pytest_distill.core.records import Record
 from pytest_distill.core.result import BaselineRun, RunInfo, RunResult, SuiteGate
 from pytest_distill.core.routing import plan_routing
+from pytest_distill.core.sampling import SuiteSample
 from pytest_distill.models.registry import ModelEntry, eval_concurrency
 from pytest_distill.plugin.options import parse_traffic_mix
 from pytest_distill.report import terminal
@@ -38,6 +39,8 @@ EXIT_USAGE = 4  # pytest.ExitCode.USAGE_ERROR: shards that can't be merged
 _OPTION_NAMES = {
     "distill_models": "models",
     "distill_limit": "--limit",
+    "distill_sample": "--sample",
+    "distill_sample_seed": "--sample-seed",
     "distill_repeat": "--repeat",
     "distill_judge": "--judge",
     "distill_models_file": "models file",
@@ -201,6 +204,8 @@ def merge(
         rootdir=base["rootdir"],
         models=tuple(base["models"]),
         limit=base["limit"],
+        sample=base.get("sample"),
+        sample_seed=base.get("sample_seed"),
         repeat=base["repeat"],
         constrain=base["constrain"],
         min_pass_rate=base["min_pass_rate"],
@@ -240,9 +245,20 @@ def merge(
         else BaselineRun(path=str(info.baseline), created_at=baseline.get("created_at"), deltas=deltas),
         models=models,
         cost_notes=tuple(cost_notes(entries.values(), sum(r.cached for r in records))),
+        samples=_samples(documents),
         matrix=matrix,
         routing=routing,
     )
+
+
+def _samples(documents: list[dict[str, Any]]) -> dict[str, SuiteSample]:
+    """suite -> what its sampled rows stand for (the same in every shard: sampled before the split)."""
+    samples: dict[str, SuiteSample] = {}
+    for document in documents:
+        for suite, value in document["suites"].items():
+            if value.get("sample"):
+                samples.setdefault(suite, SuiteSample(**value["sample"]))
+    return samples
 
 
 def _traffic_mix(run: Mapping[str, Any]) -> list[tuple[str, float]]:

@@ -17,6 +17,7 @@ from pytest_distill.core.gates import Gate, GateResult
 from pytest_distill.core.matrix import Matrix
 from pytest_distill.core.records import INTERNAL, SKIP, Record, Summary
 from pytest_distill.core.routing import Routing
+from pytest_distill.core.sampling import SuiteSample
 from pytest_distill.core.serving import ServingMeasurement
 from pytest_distill.core.variants import VariantComparison
 
@@ -44,6 +45,8 @@ class RunInfo:
     definition: Mapping[str, Any] | None = None
     shard: Mapping[str, Any] | None = None
     merged_from: tuple[str, ...] | None = None  # pytest-distill merge: the shards' results.json files
+    sample: int | None = None  # --sample N
+    sample_seed: int | None = None  # its seed (None without --sample)
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class RunResult:
     # model -> one line per replica (base_urls or `replicas = N`): url, devices, requests, errors,
     # latency p50/p95/mean; workers' counts summed (runtime/replicas.merge_stats)
     replicas: Mapping[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
+    samples: Mapping[str, SuiteSample] = field(default_factory=dict)  # --sample: suite -> size of total
 
     def cost(self, suite: str, model: str) -> Cost:
         return self.costs.get((suite, model)) or Cost(None, "-")

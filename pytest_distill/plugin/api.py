@@ -8,7 +8,7 @@
         assert_tool_call_equivalent(reply, distill_example.answer, tools=distill_example.suite.tools)
 
 `@examples` parametrizes the test over the suite's examples x --model (x --repeat), with
-the same ids as folder suites and honouring --limit. Each item's Record is written by the
+the same ids as folder suites and honouring --limit and --sample. Each item's Record is written by the
 run's Evaluator (a Case is its Target), so it shows in the end table, the JSON report and
 the JUnit properties: a failing assert is a miss, a provider error is an error, an
 exception from pytest-distill itself an internal error. hooks.py routes the hooks and
@@ -27,9 +27,8 @@ import pytest
 from pytest_distill.core.errors import DistillError
 from pytest_distill.core.records import ERROR, MISS, PASS, SKIP
 from pytest_distill.models.base import Completion, ProviderError, Request
-from pytest_distill.plugin import shard
 from pytest_distill.plugin.calls import JUDGED, CallError, ModelFactory, ScoredMiss, record_plain
-from pytest_distill.plugin.collect import ExampleItem, item_params, planned_models
+from pytest_distill.plugin.collect import ExampleItem, item_params, planned_models, select_examples
 from pytest_distill.plugin.evaluate import OUR_ERRORS, Evaluator, Target, recorded
 from pytest_distill.plugin.state import SESSION_KEY, RunState
 from pytest_distill.scoring import (
@@ -73,7 +72,8 @@ def examples(suite: str | os.PathLike[str], *, limit: int | None = None):
     """Run the decorated test once per example of the suite folder x --model x --repeat.
 
     A relative path is looked up beside the test file, then at the rootdir, then in the
-    current directory. --limit applies, and `limit` caps it further for this test."""
+    current directory. --limit (or --sample) applies, and `limit` caps it further for this test
+    (the first `limit` of the sample)."""
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
 
@@ -106,10 +106,7 @@ def generate_tests(metafunc: pytest.Metafunc, state: RunState) -> None:
         raise pytest.Collector.CollectError("@examples needs a suite folder")
     suite = _suite(mark.args[0], metafunc)
     options = state.options
-    limits = [n for n in (options.limit, mark.kwargs.get("limit")) if n]
-    rows = suite.examples[: min(limits)] if limits else suite.examples
-    if options.shard is not None:
-        rows = [e for e in rows if shard.holds(options, suite.path, e.id)]
+    rows = select_examples(suite, options, cap=mark.kwargs.get("limit"))
     label = f"{suite.name}::{metafunc.definition.originalname}"
     cases, ids = [], []
     try:

@@ -13,14 +13,16 @@ from typing import Any
 import pytest
 
 from pytest_distill.core.errors import DistillError, SuiteError
+from pytest_distill.core.sampling import SuiteSample, sample_positions
 from pytest_distill.models.base import Completion, Request
 from pytest_distill.plugin import lifecycle, shard
 from pytest_distill.plugin.evaluate import InternalError, Miss, ProviderFailure
+from pytest_distill.plugin.options import RunOptions
 from pytest_distill.plugin.state import SESSION_KEY, RunState
 from pytest_distill.scoring import (
     SCORERS,
 )
-from pytest_distill.suite import Example, Suite, is_suite_dir, load_suite
+from pytest_distill.suite import Example, Suite, TaskType, is_suite_dir, load_suite
 from pytest_distill.suite.loader import (
     JOB_FILE,
     SETTINGS_FILE,
@@ -94,6 +96,41 @@ def template_problem(template: str, examples: list[Example]) -> str | None:
     return None
 
 
+def sampled(suite: Suite, size: int, seed: int) -> list[Example]:
+    """--sample: a seeded sample of the suite's examples, by label for a classification suite.
+    Each keeps its id (its row in the full file), so --lf, -k and baselines line up."""
+    labels = [str(e.answer) for e in suite.examples] if is_stratified(suite) else None
+    positions = sample_positions(len(suite.examples), size, seed, suite.name, labels)
+    return [suite.examples[p] for p in positions]
+
+
+def is_stratified(suite: Suite) -> bool:
+    return suite.task_type is TaskType.CLASSIFICATION
+
+
+def suite_sample(suite: Suite, options: RunOptions) -> SuiteSample | None:
+    """What a --sample run's rows of this suite stand for (None without --sample)."""
+    if options.sample is None:
+        return None
+    size = min(options.sample, len(suite.examples))
+    return SuiteSample(size, len(suite.examples), options.sample_seed, is_stratified(suite))
+
+
+def select_examples(suite: Suite, options: RunOptions, cap: int | None = None) -> list[Example]:
+    """The examples this process evaluates: --limit's first N or --sample's sample, then an
+    @examples `cap` (the first of those), then this --distill-shard's part."""
+    if options.sample is not None:
+        examples = sampled(suite, options.sample, options.sample_seed)
+    else:
+        examples = suite.examples
+    limits = [n for n in (options.limit, cap) if n]
+    if limits:
+        examples = examples[: min(limits)]
+    if options.shard is not None:
+        examples = [e for e in examples if shard.holds(options, suite.path, e.id)]
+    return examples
+
+
 def planned_models(state: RunState, folder: Path) -> tuple[str, ...]:
     """The suite's models from the run's plan, their entries made ready for this process."""
     if state.plan is None:
@@ -115,9 +152,7 @@ class SuiteFile(pytest.File):
             models = planned_models(state, suite.path)
         except DistillError as exc:
             raise self.CollectError(str(exc)) from None
-        examples = suite.examples[: options.limit] if options.limit else suite.examples
-        if options.shard is not None:
-            examples = [e for e in examples if shard.holds(options, suite.path, e.id)]
+        examples = select_examples(suite, options)
         for model in models:
             repeat = state.plan.repeat_for(model) if state.plan is not None else options.repeat
             for repetition in range(1, repeat + 1):

@@ -23,20 +23,24 @@ from pytest_distill.core.cost import (
     volume_report,
 )
 from pytest_distill.core.decide import PytestOutcome, decide
+from pytest_distill.core.errors import DistillError
 from pytest_distill.core.matrix import build_matrix
 from pytest_distill.core.records import Record
 from pytest_distill.core.result import BaselineRun, RunInfo, RunResult, SuiteGate
 from pytest_distill.core.routing import plan_routing
+from pytest_distill.core.sampling import SuiteSample
 from pytest_distill.core.serving import ServingMeasurement
 from pytest_distill.core.variants import VariantComparison, compare_variants, variant_pairs
 from pytest_distill.models.registry import ModelEntry, eval_concurrency
 from pytest_distill.plugin import xdist
+from pytest_distill.plugin.collect import suite_sample
 from pytest_distill.plugin.shard import run_definition, shard_info
 from pytest_distill.plugin.state import RunState
 from pytest_distill.plugin.suite_gates import SuiteGates
 from pytest_distill.report.junit import add_gate_testcases
 from pytest_distill.report.results_file import records_of
 from pytest_distill.runtime.replicas import merge_stats
+from pytest_distill.suite import is_suite_dir, load_suite
 
 
 def add_report(state: RunState, report: pytest.TestReport) -> None:
@@ -100,6 +104,8 @@ def finish(state: RunState, session: pytest.Session) -> RunResult:
         duration_s=max(0.0, time.time() - state.started_at),
         definition=run_definition(state.config, options),
         shard=shard_info(options.shard, outcome),
+        sample=options.sample,
+        sample_seed=options.sample_seed if options.sample is not None else None,
     )
     per_million = {k: c.per_million for k, c in decision.costs.items()}
     tie_keys = {name: tie_key(entry, name) for name, entry in state.entries.items()}
@@ -134,7 +140,28 @@ def finish(state: RunState, session: pytest.Session) -> RunResult:
         matrix=matrix,
         routing=routing,
         replicas={model: tuple(rows) for model, rows in merge_stats(state.replica_parts, state.replica_layout).items()},
+        samples=suite_samples(state, records),
     )
+
+
+def suite_samples(state: RunState, records: list[Record]) -> dict[str, SuiteSample]:
+    """--sample: each suite row's sample size of its full size. The controller of an xdist run
+    collected nothing: the suite folders are read again here."""
+    options = state.options
+    if options.sample is None:
+        return {}
+    samples: dict[str, SuiteSample] = {}
+    for label, path in sorted({(r.suite, r.suite_path) for r in records}):
+        folder = options.rootdir / path
+        if label in samples or not is_suite_dir(folder):  # a plain test's module
+            continue
+        try:
+            sample = suite_sample(load_suite(folder, options.rootdir), options)
+        except DistillError:
+            continue
+        if sample is not None:
+            samples[label] = sample
+    return samples
 
 
 def serving_rates(state: RunState) -> dict[str, ServingMeasurement | BenchRate]:

@@ -14,7 +14,7 @@ import os
 import pytest
 
 from pytest_distill.core.errors import DistillError
-from pytest_distill.plugin import api, assertrepr, calls, collect, finish, lifecycle, output, xdist
+from pytest_distill.plugin import api, assertrepr, calls, collect, finish, lifecycle, misses, output, xdist
 from pytest_distill.plugin.options import add_options
 from pytest_distill.plugin.predictions import fixture_for
 from pytest_distill.plugin.state import SESSION_KEY, RunState
@@ -107,6 +107,7 @@ def pytest_runtest_call(item: pytest.Item):
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
     calls.mark_error(report, call)
+    misses.mark(item, report, call)
     return report
 
 
@@ -153,6 +154,11 @@ class _ReportRoute:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         finish.add_report(self.state, report)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)  # around the terminal reporter's own summary
+    def pytest_terminal_summary(self, terminalreporter):
+        with misses.folded(self.state, terminalreporter):
+            return (yield)
 
 
 @pytest.hookimpl(tryfirst=True)

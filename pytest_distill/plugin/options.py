@@ -13,6 +13,7 @@ import pytest
 from pytest_distill.bench.saturate import SaturationSettings
 from pytest_distill.core.cost import DEFAULT_PEAK_FACTOR, DEFAULT_TRAFFIC, parse_traffic
 from pytest_distill.core.errors import ConfigError
+from pytest_distill.core.sampling import DEFAULT_SEED
 from pytest_distill.core.serving import DEFAULT_KNEE, DEFAULT_MAX_CONCURRENCY
 from pytest_distill.core.shard import Shard, parse_shard
 from pytest_distill.plugin import xdist
@@ -24,6 +25,7 @@ from pytest_distill.suite.loader import (
 )
 
 DEFAULT_MODEL = "smollm2-135m"  # the embedded model: runs offline
+DEFAULT_SHOWN_MISSES = 20  # suite misses printed one line each; the rest are counted
 DEFAULT_JUDGE = "smollm2-135m"  # offline default; --judge or distill.toml `judge` for a real one
 
 
@@ -40,6 +42,30 @@ def add_options(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--limit", type=int, dest="distill_limit", metavar="N", help="evaluate only the first N examples of each suite"
+    )
+    group.addoption(
+        "--sample",
+        type=int,
+        dest="distill_sample",
+        metavar="N",
+        help="evaluate a seeded sample of N examples of each suite, the same on every machine and "
+        "under -n: stratified by label for classification suites; ids keep their row numbers",
+    )
+    group.addoption(
+        "--sample-seed",
+        type=int,
+        default=None,
+        dest="distill_sample_seed",
+        metavar="S",
+        help=f"the --sample seed (default {DEFAULT_SEED}): another seed, another sample",
+    )
+    group.addoption(
+        "--distill-show-misses",
+        dest="distill_show_misses",
+        metavar="N|all|none",
+        help="suite items' misses shown one line each at the end (default 20; all with -v); the "
+        "rest are counted, their detail kept in JUnit and results.json. all: pytest's full "
+        "failure sections. Errors always print in full",
     )
     group.addoption(
         "--repeat",
@@ -267,6 +293,9 @@ class RunOptions:
     traffic: tuple[float, ...] = DEFAULT_TRAFFIC  # requests per day
     peak_factor: float = DEFAULT_PEAK_FACTOR
     traffic_mix: tuple[tuple[str, float], ...] = ()  # --distill-traffic-mix; empty: equal traffic
+    sample: int | None = None  # --sample N
+    sample_seed: int = DEFAULT_SEED
+    show_misses: int | None = DEFAULT_SHOWN_MISSES  # --distill-show-misses; None: all (pytest's own sections)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> RunOptions:
@@ -297,6 +326,9 @@ class RunOptions:
             traffic=_traffic(config),
             peak_factor=_peak_factor(config),
             traffic_mix=parse_traffic_mix(get("distill_traffic_mix")),
+            sample=get("distill_sample"),
+            sample_seed=_sample_seed(config),
+            show_misses=parse_show_misses(get("distill_show_misses"), verbose=config.get_verbosity() > 0),
         )
         options.check()
         if not xdist.is_worker(config):
@@ -308,6 +340,10 @@ class RunOptions:
             raise ConfigError(f"--repeat must be at least 1, got {self.forced_repeat}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit must be at least 1, got {self.limit}")
+        if self.sample is not None and self.sample < 1:
+            raise ConfigError(f"--sample must be at least 1, got {self.sample}")
+        if self.sample is not None and self.limit is not None:
+            raise ConfigError("--limit and --sample both choose the examples: give one of them")
         if self.min_pass_rate is not None and not 0 <= self.min_pass_rate <= 1:
             raise ConfigError(f"--min-pass-rate must be between 0 and 1, got {self.min_pass_rate:g}")
         if self.max_regression is not None and self.max_regression < 0:
@@ -322,6 +358,30 @@ class RunOptions:
     @property
     def serving_file(self) -> Path | None:
         return None if self.serving_path is None else self.invocation_dir / self.serving_path
+
+
+def _sample_seed(config: pytest.Config) -> int:
+    seed = config.getoption("distill_sample_seed")
+    if seed is None:
+        return DEFAULT_SEED
+    if config.getoption("distill_sample") is None:
+        raise ConfigError("--sample-seed chooses --sample's sample: give --sample N too")
+    return int(seed)
+
+
+def parse_show_misses(text: str | None, *, verbose: bool = False) -> int | None:
+    """--distill-show-misses: a count of one-line misses, or None for all (pytest's full sections).
+    Unset: 20, or all under -v."""
+    if text is None:
+        return None if verbose else DEFAULT_SHOWN_MISSES
+    value = text.strip().lower()
+    if value == "all":
+        return None
+    if value == "none":
+        return 0
+    if value.isdigit():
+        return int(value)
+    raise ConfigError(f"--distill-show-misses takes a number, all or none; got {text!r}")
 
 
 def parse_traffic_mix(text: str | None) -> tuple[tuple[str, float], ...]:

@@ -10,7 +10,7 @@ import pytest
 
 from pytest_distill.bench import load as bench
 from pytest_distill.bench import runner
-from pytest_distill.plugin import lifecycle
+from pytest_distill.plugin import lifecycle, misses
 from pytest_distill.plugin.collect import ExampleItem
 from pytest_distill.plugin.state import RunState
 from pytest_distill.report import terminal
@@ -36,6 +36,11 @@ def publish(state: RunState) -> None:
 
 
 def terminal_summary(state: RunState, reporter: Any) -> None:
+    folded = misses.terminal_lines(state)
+    if folded:
+        reporter.write_sep("=", "distill misses")
+        for line in folded:
+            reporter.write_line(line, red=line.startswith("FAILED"))
     result = state.result
     if result is not None and result.summaries:
         reporter.write_sep("=", "pytest-distill")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ import pytest
 from pytest_distill.core.errors import ConfigError, DistillError
 from pytest_distill.models.base import Completion, ProviderError
 from pytest_distill.models.registry import create_provider
+from pytest_distill.plugin.collect import select_examples
 from pytest_distill.plugin.state import RunState
 from pytest_distill.suite import build_request, load_suite
 
@@ -34,7 +36,7 @@ def prediction_text(completion: Completion) -> str:
 def predict(
     state: RunState, suite_dir: str | Path, model: str | None = None, limit: int | None = None
 ) -> dict[str, str]:
-    """{example id: prediction} for the suite's examples (the first `limit`, default --limit)."""
+    """{example id: prediction} for the suite's examples (the first `limit`, default --limit; --sample's sample)."""
     options = state.options
     if model is None:
         if len(options.models) != 1:
@@ -54,8 +56,8 @@ def predict(
         )
     path = Path(suite_dir)
     suite = load_suite(path if path.is_absolute() else options.rootdir / path, options.rootdir)
-    limit = limit if limit is not None else options.limit
-    examples = suite.examples[:limit] if limit else suite.examples
+    # the fixture's own limit replaces --limit; --sample applies as to the run's items
+    examples = select_examples(suite, replace(options, shard=None, limit=limit if limit is not None else options.limit))
     requests = [
         build_request(
             e, constrain=options.constrain, temperature=entry.temperature, seed=entry.seed, max_tokens=entry.max_tokens

@@ -18,6 +18,7 @@ from pytest_distill.plugin.options import RunOptions
 _NOT_DEFINING = frozenset(
     {
         "distill_shard",
+        "distill_show_misses",
         "distill_report",
         "distill_cache",
         "distill_cache_mode",
@@ -63,6 +64,8 @@ def run_definition(config: pytest.Config, options: RunOptions) -> dict[str, Any]
     for name, value in sorted(vars(config.option).items()):
         if name.startswith("distill_") and name not in _NOT_DEFINING:
             distill[name] = _plain(value)
+    if "distill_sample_seed" in distill:  # the seed in effect: unset and the default are one sample
+        distill["distill_sample_seed"] = options.sample_seed if options.sample is not None else None
     if options.models_file is not None:
         distill["distill_models_file"] = suite_key(options.models_file, root)
     return {

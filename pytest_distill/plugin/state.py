@@ -48,6 +48,7 @@ class RunState:
     # then each xdist worker's), and each model's replicas as configured: (url, devices).
     replica_parts: list[dict[str, Any]] = field(default_factory=list)
     replica_layout: dict[str, list[tuple[str, str | None]]] = field(default_factory=dict)
+    folded_misses: list[Record] = field(default_factory=list)  # misses shown one line each (misses.py)
 
     @property
     def is_worker(self) -> bool:

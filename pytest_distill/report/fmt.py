@@ -36,6 +36,20 @@ def count(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def thousands(value: int) -> str:
+    """A whole count with thousands separators: '3,080'."""
+    return f"{value:,}"
+
+
+def sample_text(suite: str, sample: dict[str, object]) -> str:
+    """`banking77: n=200 of 3,080 examples, stratified by label (--sample-seed 0)`: what a sampled row stands for."""
+    how = "a sample stratified by label" if sample["stratified"] else "a random sample"
+    return (
+        f"{suite}: n={thousands(int(str(sample['size'])))} of {thousands(int(str(sample['total'])))} examples, "
+        f"{how} (--sample-seed {sample['seed']})"
+    )
+
+
 def gib(value: int | None) -> str:
     """Bytes as GiB: '1.25GiB'."""
     return "-" if value is None else f"{value / 2**30:.2f}GiB"

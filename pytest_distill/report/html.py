@@ -15,10 +15,11 @@ from typing import Any
 
 from pytest_distill.core import stats
 from pytest_distill.core.compare import SuiteComparison
-from pytest_distill.report import serving
+from pytest_distill.report import classes, serving
 from pytest_distill.report.comparison_text import route_text, significance_text
-from pytest_distill.report.fmt import money, ms, percent
+from pytest_distill.report.fmt import money, ms, percent, sample_text, thousands
 from pytest_distill.report.matrix_view import html_matrix, html_routing
+from pytest_distill.report.results_file import records_of
 
 HERE = Path(__file__).parent
 MAX_TABLE_ROWS = 2000  # misses / errors shown; the rest stay in results.json
@@ -253,7 +254,7 @@ def _rate_cell(s: dict[str, Any]) -> str:
     return percent(s["pass_rate"])
 
 
-def _summary_table(summaries: list[dict[str, Any]]) -> str:
+def _summary_table(summaries: list[dict[str, Any]], samples: dict[str, dict[str, Any]]) -> str:
     head = (
         "suite",
         "model",
@@ -288,7 +289,9 @@ def _summary_table(summaries: list[dict[str, Any]]) -> str:
         cells = (
             s["suite"],
             s["model"],
-            s["n"],
+            f"{s['n']} of {thousands(samples[s['suite']]['total'])}"
+            if s["suite"] in samples and s["repetitions"] <= 1
+            else s["n"],
             s["passed"],
             s["missed"],
             s["errors"],
@@ -387,6 +390,7 @@ def render(document: dict[str, Any]) -> str:
     for s in summaries:
         by_suite[s["suite"]].append(s)
     comparisons = {c["suite"]: c for c in document["comparisons"]}
+    typed_records = records_of(document)
     latencies: dict[tuple[str, str], list[float]] = defaultdict(list)
     for r in records:
         # Cached answers took no time and errors never answered: neither is a latency.
@@ -410,7 +414,14 @@ def render(document: dict[str, Any]) -> str:
         )
     if gates:
         body.append(f"<p>Gates: {len(gates) - len(failed_gates)} passed, {len(failed_gates)} failed.</p>")
-    body.append("<h2>Summary</h2>" + _summary_table(summaries))
+    samples = {name: suite["sample"] for name, suite in document["suites"].items() if suite.get("sample")}
+    body.append("<h2>Summary</h2>" + _summary_table(summaries, samples))
+    if samples:
+        body.append(
+            '<ul class="samples">'
+            + "".join(f"<li>{_e(sample_text(name, sample))}</li>" for name, sample in sorted(samples.items()))
+            + "</ul>"
+        )
     if document.get("matrix"):
         body.append('<h2>Matrix</h2><section id="matrix">' + html_matrix(document["matrix"]) + "</section>")
     if document.get("routing"):
@@ -437,7 +448,8 @@ def render(document: dict[str, Any]) -> str:
             f"{'; dashed line: the gate' if gate.get('min_pass_rate') is not None else ''}</figcaption></figure>"
             f"<figure>{cost_svg}<figcaption>Accuracy against cost; red: the Pareto front</figcaption>{missing}</figure>"
             f"<figure>{latency_chart(suite, order, {m: latencies[(suite, m)] for m in order})}"
-            "<figcaption>Latency per request (cached answers excluded)</figcaption></figure></div></section>"
+            "<figcaption>Latency per request (cached answers excluded)</figcaption></figure></div>"
+            f"{classes.html_section(typed_records, suite)}</section>"
         )
     body.append(serving.html_section(document))  # the bench and volume sections, when present
     misses = [r for r in records if r["outcome"] == "miss"]

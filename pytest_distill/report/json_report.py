@@ -166,7 +166,14 @@ def document(result: RunResult, created_at: str | None = None) -> dict[str, Any]
         created_at=created_at or datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         run=asdict(result.run),
         models={name: dict(entry) for name, entry in result.models.items()},
-        suites={name: {"path": g.path, "gate": asdict(g.gate)} for name, g in result.suites.items()},
+        suites={
+            name: {
+                "path": g.path,
+                "gate": asdict(g.gate),
+                **({"sample": result.samples[name].to_dict()} if name in result.samples else {}),  # --sample
+            }
+            for name, g in result.suites.items()
+        },
         summaries=summaries,
         gates=[g.to_dict() for g in result.gates],
         comparisons=[c.to_dict() for c in result.comparisons],

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_distill.core.compare import SuiteComparison
-from pytest_distill.report import serving
+from pytest_distill.report import classes, serving
 from pytest_distill.report.comparison_text import route_text
-from pytest_distill.report.fmt import money, ms, percent
+from pytest_distill.report.fmt import money, ms, percent, sample_text, thousands
 from pytest_distill.report.matrix_view import markdown as matrix_markdown
+from pytest_distill.report.results_file import records_of
 
 MAX_LISTED = 20  # newly failing examples named per suite x model
 
@@ -35,6 +36,7 @@ def render(document: dict[str, Any]) -> str:
     if warning:
         lines += [f"> ⚠️ **Offline judge:** {warning['message']}", ""]
     rows = []
+    samples = {name: suite["sample"] for name, suite in document["suites"].items() if suite.get("sample")}
     for s in document["summaries"]:
         rate = (
             f"{100 * s['rep_mean']:.1f} ± {100 * (s['rep_std'] or 0):.1f}%"
@@ -48,7 +50,9 @@ def render(document: dict[str, Any]) -> str:
             [
                 s["suite"],
                 s["model"],
-                s["n"],
+                f"{s['n']} of {thousands(samples[s['suite']]['total'])}"
+                if s["suite"] in samples and s["repetitions"] <= 1
+                else s["n"],
                 rate,
                 ci,
                 s["errors"],
@@ -64,6 +68,10 @@ def render(document: dict[str, Any]) -> str:
             rows,
             {2, 3, 5, 6, 7, 8},
         )
+        lines += (
+            [""] + [f"- {sample_text(name, sample)}" for name, sample in sorted(samples.items())] if samples else []
+        )
+    lines += classes.markdown_lines(records_of(document))
     gates = document["gates"]
     if gates:
         failed = [g for g in gates if not g["passed"]]

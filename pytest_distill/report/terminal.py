@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from pytest_distill.core.records import Summary
 from pytest_distill.core.result import RunResult
+from pytest_distill.core.sampling import SuiteSample
+from pytest_distill.report import classes
 from pytest_distill.report.comparison_text import format_comparison, format_delta
-from pytest_distill.report.fmt import count, money, ms, percent
+from pytest_distill.report.fmt import count, money, ms, percent, sample_text, thousands
 from pytest_distill.report.generation import generation_lines
 from pytest_distill.report.matrix_view import terminal_matrix, terminal_routing
 
 
 def summary_rows(
-    summaries: Iterable[Summary], extra: dict[tuple[str, str], dict[str, str]] | None = None
+    summaries: Iterable[Summary],
+    extra: dict[tuple[str, str], dict[str, str]] | None = None,
+    samples: Mapping[str, SuiteSample] | None = None,
 ) -> list[list[str]]:
     extra = extra or {}
+    samples = samples or {}
     summaries = list(summaries)
     # With --repeat: the pass rate is mean ± std over repetitions, and "flips" counts the
     # examples whose outcome changed between repetitions.
@@ -52,7 +57,7 @@ def summary_rows(
         row = [
             s.suite,
             s.model,
-            str(s.n),
+            _n(s, samples.get(s.suite)),
             str(s.passed),
             str(s.missed),
             str(s.errors),
@@ -69,6 +74,13 @@ def summary_rows(
         values = extra.get((s.suite, s.model), {})
         rows.append(row + [values.get(column, "") for column in extra_columns])
     return rows
+
+
+def _n(summary: Summary, sample: SuiteSample | None) -> str:
+    """The n cell; a sampled row measured once says of how many: `200/3,080`."""
+    if sample is None or summary.repetitions > 1:
+        return str(summary.n)
+    return f"{summary.n}/{thousands(sample.total)}"
 
 
 def format_table(rows: list[list[str]]) -> list[str]:
@@ -107,7 +119,9 @@ def render(result: RunResult) -> list[str]:
     if any(s.repetitions > 1 for s in result.summaries):
         for s in result.summaries:
             extra.setdefault((s.suite, s.model), {})["runs"] = runs_label(result, s)
-    lines = format_table(summary_rows(result.summaries, extra))
+    lines = format_table(summary_rows(result.summaries, extra, result.samples))
+    lines += [sample_text(suite, sample.to_dict()) for suite, sample in sorted(result.samples.items())]
+    lines += classes.terminal_lines(result.records)
     lines += [f"gate {'passed' if g.passed else 'FAILED'}: {g.suite} x {g.model}: {g.reason}" for g in result.gates]
     for comparison in result.comparisons:
         lines += format_comparison(comparison)
