@@ -232,3 +232,44 @@ def test_core_imports_no_pytest_and_nothing_else_of_ours():
         if _layer(target) != "core"
     ]
     assert not offending, "core/ must stay pure:\n" + "\n".join(offending)
+
+
+# "No god object": a class that acts (not a declared record) sets at most ~12 attributes, and
+# the run's state keeps to twelve fields by grouping what grows (plugin/state.py).
+MAX_ATTRIBUTES = 12
+MAX_ATTRIBUTES_SLACK = 3  # the "~": a server process handle or a cache connection may need a few more
+
+
+def _is_record(node: ast.ClassDef) -> bool:
+    """A @dataclass, NamedTuple or TypedDict: declared data, read and written whole."""
+    decorators = {ast.unparse(d).split("(")[0] for d in node.decorator_list}
+    bases = {ast.unparse(b) for b in node.bases}
+    return bool(decorators & {"dataclass", "dataclasses.dataclass"} or bases & {"NamedTuple", "TypedDict"})
+
+
+def _attributes(node: ast.ClassDef) -> set[str]:
+    names = {n.target.id for n in node.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+    for sub in ast.walk(node):
+        stored = isinstance(sub, ast.Attribute) and isinstance(sub.ctx, ast.Store)
+        if stored and isinstance(sub.value, ast.Name) and sub.value.id == "self":
+            names.add(sub.attr)
+    return names
+
+
+def test_no_class_that_acts_sets_more_than_about_twelve_attributes():
+    too_big = []
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and not _is_record(node):
+                count = len(_attributes(node))
+                if count > MAX_ATTRIBUTES + MAX_ATTRIBUTES_SLACK:
+                    too_big.append(f"{name}.{node.name}: {count} attributes")
+    assert not too_big, "split these:\n" + "\n".join(too_big)
+
+
+def test_the_run_state_keeps_to_twelve_fields():
+    from dataclasses import fields
+
+    from pytest_distill.plugin.state import RunState
+
+    assert len(fields(RunState)) <= MAX_ATTRIBUTES

@@ -114,7 +114,7 @@ def generate_tests(metafunc: pytest.Metafunc, state: RunState) -> None:
     except DistillError as exc:
         raise pytest.Collector.CollectError(str(exc)) from None
     for model in models:
-        repeat = state.plan.repeat_for(model) if state.plan is not None else options.repeat
+        repeat = state.models.plan.repeat_for(model) if state.models.plan is not None else options.repeat
         for repetition in range(1, repeat + 1):
             for example in rows:
                 cases.append(Case(example, model, repetition, label))

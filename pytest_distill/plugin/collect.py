@@ -133,9 +133,9 @@ def select_examples(suite: Suite, options: RunOptions, cap: int | None = None) -
 
 def planned_models(state: RunState, folder: Path) -> tuple[str, ...]:
     """The suite's models from the run's plan, their entries made ready for this process."""
-    if state.plan is None:
+    if state.models.plan is None:
         return state.options.models
-    models = state.plan.models_for(folder)
+    models = state.models.plan.models_for(folder)
     lifecycle.ensure_entries(state, models)
     return models
 
@@ -154,7 +154,7 @@ class SuiteFile(pytest.File):
             raise self.CollectError(str(exc)) from None
         examples = select_examples(suite, options)
         for model in models:
-            repeat = state.plan.repeat_for(model) if state.plan is not None else options.repeat
+            repeat = state.models.plan.repeat_for(model) if state.models.plan is not None else options.repeat
             for repetition in range(1, repeat + 1):
                 for example in examples:
                     name = item_name(suite.name, model, example, repetition, repeat)

@@ -47,16 +47,16 @@ def add_report(state: RunState, report: pytest.TestReport) -> None:
     """The controller collects each item's Record from its teardown report."""
     if report.when != "teardown":
         return
-    state.records.extend(Record.all_from_properties(report.user_properties))
+    state.gathered.records.extend(Record.all_from_properties(report.user_properties))
 
 
 def finish(state: RunState, session: pytest.Session) -> RunResult:
     """Decide the run: sets session.exitstatus, adds the gate testcases to --junitxml."""
-    options, records = state.options, list(state.records)
+    options, records = state.options, list(state.gathered.records)
     for model in dict.fromkeys(r.model for r in records):
-        if model not in state.entries:  # planned by the workers only (a suite of @examples tests)
-            state.entries[model] = state.registry.get(model)
-    planned = state.plan.models if state.plan is not None else ()
+        if model not in state.models.entries:  # planned by the workers only (a suite of @examples tests)
+            state.models.entries[model] = state.models.registry.get(model)
+    planned = state.models.plan.models if state.models.plan is not None else ()
     # models planned only by workers follow in name order: records arrive in timing order
     run_models = tuple(dict.fromkeys([*planned, *sorted({r.model for r in records})])) or options.models
     bench_rates = serving_rates(state)
@@ -66,13 +66,13 @@ def finish(state: RunState, session: pytest.Session) -> RunResult:
     )
     decision = decide(
         records,
-        state.entries,
+        state.models.entries,
         gates.gate_for,
         outcome,
         options.route_tolerance,
         baseline_records=records_of(state.baseline) if state.baseline is not None else None,
         bench_rates=bench_rates,
-        concurrency=eval_concurrency(state.entries),
+        concurrency=eval_concurrency(state.models.entries),
     )
     if decision.exit_status != session.exitstatus:
         session.exitstatus = pytest.ExitCode(decision.exit_status)
@@ -108,9 +108,11 @@ def finish(state: RunState, session: pytest.Session) -> RunResult:
         sample_seed=options.sample_seed if options.sample is not None else None,
     )
     per_million = {k: c.per_million for k, c in decision.costs.items()}
-    tie_keys = {name: tie_key(entry, name) for name, entry in state.entries.items()}
-    matrix = build_matrix(summaries, records, comparisons, per_million, state.entries, run_models)
-    routing = plan_routing(summaries, comparisons, per_million, state.entries, tie_keys, dict(options.traffic_mix))
+    tie_keys = {name: tie_key(entry, name) for name, entry in state.models.entries.items()}
+    matrix = build_matrix(summaries, records, comparisons, per_million, state.models.entries, run_models)
+    routing = plan_routing(
+        summaries, comparisons, per_million, state.models.entries, tie_keys, dict(options.traffic_mix)
+    )
     return RunResult(
         run=run,
         records=tuple(records),
@@ -120,26 +122,31 @@ def finish(state: RunState, session: pytest.Session) -> RunResult:
         suites=suites,
         comparisons=comparisons,
         baseline=baseline,
-        models={name: entry.public_dict() for name, entry in state.entries.items()},
+        models={name: entry.public_dict() for name, entry in state.models.entries.items()},
         cost_notes=tuple(
-            cost_notes(state.entries.values(), sum(r.cached for r in records))
-            + serving_notes(state.entries, bench_rates)
+            cost_notes(state.models.entries.values(), sum(r.cached for r in records))
+            + serving_notes(state.models.entries, bench_rates)
         ),
-        serving=tuple(state.serving),
+        serving=tuple(state.serving.measured),
         priced_with={k: v for k, v in bench_rates.items() if isinstance(v, ServingMeasurement)},
         variants=tuple(variant_comparisons(state, records, bench_rates)),
         volume=volume_report(
             volume_models(
-                records, state.entries, {k: v for k, v in bench_rates.items() if isinstance(v, ServingMeasurement)}
+                records,
+                state.models.entries,
+                {k: v for k, v in bench_rates.items() if isinstance(v, ServingMeasurement)},
             ),
             options.traffic,
             options.peak_factor,
         )
-        if summaries or state.serving
+        if summaries or state.serving.measured
         else None,
         matrix=matrix,
         routing=routing,
-        replicas={model: tuple(rows) for model, rows in merge_stats(state.replica_parts, state.replica_layout).items()},
+        replicas={
+            model: tuple(rows)
+            for model, rows in merge_stats(state.gathered.replica_parts, state.models.replica_layout).items()
+        },
         samples=suite_samples(state, records),
     )
 
@@ -167,13 +174,13 @@ def suite_samples(state: RunState, records: list[Record]) -> dict[str, SuiteSamp
 def serving_rates(state: RunState) -> dict[str, ServingMeasurement | BenchRate]:
     """The rate that prices each self-hosted model, first found: --distill-serving FILE, this
     run's --distill-bench, the rate an earlier --distill-bench saved in pytest's cache."""
-    measured_now = {m.model: m for m in state.serving if m.requests_per_s}
+    measured_now = {m.model: m for m in state.serving.measured if m.requests_per_s}
     rates: dict[str, ServingMeasurement | BenchRate] = {}
-    for name, entry in state.entries.items():
+    for name, entry in state.models.entries.items():
         if not entry.self_hosted:
             continue
         found = (
-            state.stored_serving.get(name)
+            state.serving.stored.get(name)
             or measured_now.get(name)
             or saved_rate(getattr(state.config, "cache", None), entry)
         )
@@ -200,7 +207,7 @@ def variant_comparisons(
     state: RunState, records: list[Record], rates: dict[str, ServingMeasurement | BenchRate]
 ) -> list[VariantComparison]:
     """Self-hosted entries on the same weights with other serving settings, side by side."""
-    hosted = {name: e for name, e in state.entries.items() if e.self_hosted}
+    hosted = {name: e for name, e in state.models.entries.items() if e.self_hosted}
     pairs = variant_pairs(
         {name: (e.provider, e.model) for name, e in hosted.items()},
         {name: fingerprint_id(e) for name, e in hosted.items()},

@@ -52,7 +52,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     """The model plan of the suites on the command line: one line per suite."""
     state = config.stash.get(SESSION_KEY, None)
-    return state.plan.summary_lines() if state is not None and state.plan is not None else []
+    return state.models.plan.summary_lines() if state is not None and state.models.plan is not None else []
 
 
 def pytest_collect_file(file_path, parent):
@@ -87,7 +87,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     state = item.config.stash[SESSION_KEY]
     if state.is_worker:  # serial runs prefetched everything at collection finish
-        window = max((e.max_concurrency or 1 for e in state.entries.values()), default=1)
+        window = max((e.max_concurrency or 1 for e in state.models.entries.values()), default=1)
         state.evaluator.prefetch(api.targets(xdist.upcoming(item, nextitem, window)))
 
 

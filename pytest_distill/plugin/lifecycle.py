@@ -17,7 +17,7 @@ from pytest_distill.plugin import xdist
 from pytest_distill.plugin.evaluate import Evaluator
 from pytest_distill.plugin.options import RunOptions
 from pytest_distill.plugin.plans import RunPlan
-from pytest_distill.plugin.state import RunState
+from pytest_distill.plugin.state import RunModels, RunState
 from pytest_distill.report.results_file import read_results
 from pytest_distill.runtime import preflight
 from pytest_distill.runtime.cache import SqliteCache, open_cache
@@ -54,17 +54,14 @@ def open_run(config: pytest.Config) -> RunState:
     state = RunState(
         config=config,
         options=options,
-        registry=registry,
-        entries=entries,
+        models=RunModels(registry, entries, plan, resolve),
         cache=cache,
         servers=servers,
         evaluator=evaluator,
         baseline=baseline,
-        plan=plan,
-        resolve=resolve,
     )
     if options.serving_file is not None and not worker:  # read now: a bad file stops the run first
-        state.stored_serving, unmatched = stored_serving(options.serving_file, options.serving_path or "", entries)
+        state.serving.stored, unmatched = stored_serving(options.serving_file, options.serving_path or "", entries)
         state.notes += [(line, True) for line in unmatched]
     return state
 
@@ -72,8 +69,8 @@ def open_run(config: pytest.Config) -> RunState:
 def ensure_entries(state: RunState, names: tuple[str, ...]) -> None:
     """Entries planned after the run opened (a suite found by collection or @examples)."""
     for name in names:
-        if name not in state.entries and state.resolve is not None:
-            state.entries[name] = state.resolve(name)
+        if name not in state.models.entries and state.models.resolve is not None:
+            state.models.entries[name] = state.models.resolve(name)
 
 
 def stored_serving(
@@ -128,7 +125,7 @@ def start_servers(state: RunState) -> None:
     if state.options.bench is not None:
         return  # --distill-bench starts each model's server for its turn (bench/runner.py)
     # --judge was resolved at start: a managed judge gets its server too.
-    candidates = [*state.entries.values(), *state.evaluator.judge_entries]
+    candidates = [*state.models.entries.values(), *state.evaluator.judge_entries]
     entries = [e for e in candidates if state.servers.needs_server(e)]
     if not entries:
         return
@@ -144,7 +141,7 @@ def start_servers(state: RunState) -> None:
 def replica_layout(state: RunState) -> dict[str, list[tuple[str, str | None]]]:
     """Each model with replicas: its replicas' (url, devices), base_urls or managed servers."""
     layout: dict[str, list[tuple[str, str | None]]] = {}
-    for entry in [*state.entries.values(), *state.evaluator.judge_entries]:
+    for entry in [*state.models.entries.values(), *state.evaluator.judge_entries]:
         managed = state.servers.replicas_of(entry.name)
         if entry.base_urls:
             layout[entry.name] = [(url, None) for url in entry.base_urls]
@@ -162,7 +159,7 @@ def log_dir(state: RunState) -> Path:
 def close(state: RunState) -> None:
     xdist.keep_replica_stats(state, state.evaluator.replica_stats())
     if not state.is_worker:
-        state.replica_layout = replica_layout(state)  # before the servers stop
+        state.models.replica_layout = replica_layout(state)  # before the servers stop
     state.evaluator.close()
     if state.cache is not None:
         state.cache.close()

@@ -54,7 +54,7 @@ def folded(state: RunState, reporter: Any) -> Iterator[None]:
             kept.append(report)
         else:
             records.append(record)
-    state.folded_misses = records
+    state.gathered.folded_misses = records
     reporter.stats["failed"] = kept
     try:
         yield
@@ -64,8 +64,8 @@ def folded(state: RunState, reporter: Any) -> Iterator[None]:
 
 def terminal_lines(state: RunState) -> list[str]:
     """The folded misses, one line each up to --distill-show-misses, then how many more."""
-    if not state.folded_misses or state.options.show_misses is None:
+    if not state.gathered.folded_misses or state.options.show_misses is None:
         return []
     report_dir = state.options.report_dir
     where = f"{report_dir / 'results.json'}" if report_dir is not None else "JUnit (--junitxml), --distill-report"
-    return miss_lines(state.folded_misses, state.options.show_misses, where)
+    return miss_lines(state.gathered.folded_misses, state.options.show_misses, where)

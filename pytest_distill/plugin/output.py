@@ -48,9 +48,11 @@ def terminal_summary(state: RunState, reporter: Any) -> None:
             reporter.write_line(line)
         for line, problem in state.notes:
             reporter.write_line(line, red=problem)
-    if state.bench_results:
+    if state.serving.bench_results:
         reporter.write_sep("=", "pytest-distill bench")
-        for line in bench.summary_lines(state.bench_results, dict(state.entries), state.serving):
+        for line in bench.summary_lines(
+            state.serving.bench_results, dict(state.models.entries), state.serving.measured
+        ):
             reporter.write_line(line)
 
 
@@ -60,7 +62,7 @@ def run_bench(state: RunState, items: list[pytest.Item]) -> None:
     assert options is not None
     requests = {
         name: [state.evaluator.request_for(i) for i in items if isinstance(i, ExampleItem) and i.model == name]
-        for name in state.entries
+        for name in state.models.entries
     }
     reporter = state.config.pluginmanager.get_plugin("terminalreporter")
     plan = runner.BenchPlan(
@@ -70,8 +72,8 @@ def run_bench(state: RunState, items: list[pytest.Item]) -> None:
         warmup=options.warmup,
         saturation=options.saturation,
     )
-    state.bench_results, state.serving = runner.run_models(
-        state.entries,
+    state.serving.bench_results, state.serving.measured = runner.run_models(
+        state.models.entries,
         requests,
         plan,
         pytest_cache=getattr(state.config, "cache", None),

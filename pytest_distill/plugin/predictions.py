@@ -44,11 +44,11 @@ def predict(
                 f"this run has several models ({', '.join(options.models)}): pass model= to distill_predictions"
             )
         model = options.models[0]
-    entry = state.entries.get(model)
+    entry = state.models.entries.get(model)
     if entry is None:
-        entry = state.registry.get(model)
+        entry = state.models.registry.get(model)
         create_provider(entry).check()
-        state.entries[model] = entry
+        state.models.entries[model] = entry
     if entry.temperature != 0:
         raise ConfigError(
             f"model '{model}' runs at temperature {entry.temperature!r}: snapshot predictions "

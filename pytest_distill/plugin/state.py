@@ -26,29 +26,52 @@ from pytest_distill.runtime.servers import ServerPool
 
 
 @dataclass
+class RunModels:
+    """Which models this run evaluates, resolved and made ready for this process."""
+
+    registry: Registry
+    entries: dict[str, ModelEntry]  # every --model and every model a suite plans
+    plan: RunPlan | None = None  # which models each suite runs, how many times (plans.py)
+    resolve: Callable[[str], ModelEntry] | None = None  # a model name -> its entry, ready for this process
+    # each model's replicas as configured (base_urls or `replicas = N`): (url, devices)
+    replica_layout: dict[str, list[tuple[str, str | None]]] = field(default_factory=dict)
+
+
+@dataclass
+class Gathered:
+    """What the controller gathers from the item reports and the workers' output."""
+
+    records: list[Record] = field(default_factory=list)
+    folded_misses: list[Record] = field(default_factory=list)  # misses shown one line each (misses.py)
+    # each process's raw per-replica counts (this one's, then each xdist worker's)
+    replica_parts: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class ServingFigures:
+    """Serving measurements: this run's (--distill-bench) and stored ones (--distill-serving)."""
+
+    bench_results: list[BenchResult] = field(default_factory=list)  # --distill-bench
+    measured: list[ServingMeasurement] = field(default_factory=list)  # --distill-bench: one per model
+    stored: dict[str, ServingMeasurement] = field(default_factory=dict)  # --distill-serving, matched
+
+
+@dataclass
 class RunState:
+    """Twelve fields at most (tests/test_architecture.py): group what grows, don't add here."""
+
     config: pytest.Config
     options: RunOptions
-    registry: Registry
-    entries: dict[str, ModelEntry]  # every --model, resolved and made ready for this process
+    models: RunModels
     cache: SqliteCache | None
     servers: ServerPool  # managed model servers (vLLM), controller side
     evaluator: Evaluator
     baseline: dict[str, Any] | None = None  # the results.json document compared against (controller)
-    records: list[Record] = field(default_factory=list)  # the controller's, from the item reports
+    gathered: Gathered = field(default_factory=Gathered)
+    serving: ServingFigures = field(default_factory=ServingFigures)
     result: RunResult | None = None  # set by finish()
-    bench_results: list[BenchResult] = field(default_factory=list)  # --distill-bench
-    serving: list[ServingMeasurement] = field(default_factory=list)  # --distill-bench: one per model
-    stored_serving: dict[str, ServingMeasurement] = field(default_factory=dict)  # --distill-serving, matched
     notes: list[tuple[str, bool]] = field(default_factory=list)  # (line, is a problem): reports written or not
     started_at: float = field(default_factory=time.time)
-    plan: RunPlan | None = None  # which models each suite runs, how many times (plans.py)
-    resolve: Callable[[str], ModelEntry] | None = None  # a model name -> its entry, ready for this process
-    # Replicas (base_urls or `replicas = N`): each process's raw per-replica counts (this one's,
-    # then each xdist worker's), and each model's replicas as configured: (url, devices).
-    replica_parts: list[dict[str, Any]] = field(default_factory=list)
-    replica_layout: dict[str, list[tuple[str, str | None]]] = field(default_factory=dict)
-    folded_misses: list[Record] = field(default_factory=list)  # misses shown one line each (misses.py)
 
     @property
     def is_worker(self) -> bool:

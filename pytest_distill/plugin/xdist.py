@@ -76,14 +76,14 @@ def keep_replica_stats(state: Any, raw: dict[str, Any]) -> None:
     if is_worker(state.config):
         state.config.workeroutput[REPLICAS_OUTPUT] = raw
     elif raw:
-        state.replica_parts.append(raw)
+        state.gathered.replica_parts.append(raw)
 
 
 def worker_finished(state: Any, node: Any) -> None:
     """Controller: a worker is done; keep what it counted per replica."""
     raw = (getattr(node, "workeroutput", None) or {}).get(REPLICAS_OUTPUT)
     if raw:
-        state.replica_parts.append(raw)
+        state.gathered.replica_parts.append(raw)
 
 
 def _worker_queue(config: pytest.Config) -> Any | None:

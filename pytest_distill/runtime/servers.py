@@ -155,6 +155,20 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+@dataclass(frozen=True)
+class LaunchSpec:
+    """How to start one server and tell it is up: fixed before it starts."""
+
+    kind: str  # "vLLM": for messages
+    command: list[str]
+    env: dict[str, str]
+    base_url: str
+    health_url: str
+    startup_timeout_s: float
+    cwd: str | None = None
+    devices: str | None = None  # its CUDA_VISIBLE_DEVICES (replicas)
+
+
 class ManagedServer:
     def __init__(
         self,
@@ -171,22 +185,19 @@ class ManagedServer:
         devices: str | None = None,
     ) -> None:
         self.name = name
-        self.devices = devices
-        self.kind = kind
-        self.command = command
-        self.env = env
-        self.base_url = base_url
-        self.health_url = health_url
+        self.spec = LaunchSpec(kind, command, env, base_url, health_url, startup_timeout_s, cwd, devices)
         self.log_path = Path(log_path)
         self.status_path = self.log_path.with_suffix(".exit.json")
-        self.startup_timeout_s = startup_timeout_s
-        self.cwd = cwd
         self.proc: subprocess.Popen | None = None
         self.startup_s: float | None = None
         self._started = 0.0  # time.monotonic() at launch
         self._stopping = False
         self._watcher: threading.Thread | None = None
         self._copier: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return self.spec.base_url
 
     @classmethod
     def from_plan(cls, name: str, plan: ServerPlan, log_dir: Path) -> ManagedServer:
@@ -208,12 +219,12 @@ class ManagedServer:
         assert self.proc is not None
         return ServerInfo(
             name=self.name,
-            kind=self.kind,
-            base_url=self.base_url,
+            kind=self.spec.kind,
+            base_url=self.spec.base_url,
             log_path=str(self.log_path),
             status_path=str(self.status_path),
             pid=self.proc.pid,
-            devices=self.devices,
+            devices=self.spec.devices,
         )
 
     # --- start ------------------------------------------------------------
@@ -229,25 +240,25 @@ class ManagedServer:
         with contextlib.suppress(FileNotFoundError):
             self.status_path.unlink()
         self._started = time.monotonic()
-        _register_secrets(self.command, {k: v for k, v in self.env.items() if os.environ.get(k) != v})
+        _register_secrets(self.spec.command, {k: v for k, v in self.spec.env.items() if os.environ.get(k) != v})
         log = self.log_path.open("wb")
-        log.write(("$ " + " ".join(redact.args(self.command)) + "\n").encode())
+        log.write(("$ " + " ".join(redact.args(self.spec.command)) + "\n").encode())
         log.flush()
         try:
             self.proc = subprocess.Popen(
-                self.command,
+                self.spec.command,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                env=self.env,
-                cwd=self.cwd,
+                env=self.spec.env,
+                cwd=self.spec.cwd,
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
         except OSError as exc:
             log.close()
             raise ServerStartError(
-                f"cannot start the {self.kind} server for '{self.name}': {self.command[0]}: {exc.strerror}"
+                f"cannot start the {self.spec.kind} server for '{self.name}': {self.spec.command[0]}: {exc.strerror}"
             ) from None
         assert self.proc.stdout is not None
         self._copier = threading.Thread(
@@ -257,9 +268,9 @@ class ManagedServer:
         _LIVE.add(self)
         self._watcher = threading.Thread(target=self._watch, name=f"distill-watch-{self.name}", daemon=True)
         self._watcher.start()
-        gpus = f"CUDA_VISIBLE_DEVICES={self.devices}, " if self.devices is not None else ""
+        gpus = f"CUDA_VISIBLE_DEVICES={self.spec.devices}, " if self.spec.devices is not None else ""
         say(
-            f"pytest-distill: starting the {self.kind} server for '{self.name}' at {self.base_url} "
+            f"pytest-distill: starting the {self.spec.kind} server for '{self.name}' at {self.spec.base_url} "
             f"({gpus}pid {self.proc.pid}, log {self.log_path})"
         )
 
@@ -273,7 +284,7 @@ class ManagedServer:
             self.stop()
             raise
         self.startup_s = time.monotonic() - started
-        say(f"pytest-distill: {self.kind} server for '{self.name}' ready in {self.startup_s:.0f} s")
+        say(f"pytest-distill: {self.spec.kind} server for '{self.name}' ready in {self.startup_s:.0f} s")
         return self.info
 
     def _wait_healthy(self, started: float, say: Callable[[str], None]) -> None:
@@ -286,17 +297,17 @@ class ManagedServer:
             if self._healthy():
                 return
             now = time.monotonic()
-            if now - started > self.startup_timeout_s:
+            if now - started > self.spec.startup_timeout_s:
                 raise ServerStartError(
                     self._failure(
-                        f"did not become healthy ({self.health_url}) within {self.startup_timeout_s:g} s "
+                        f"did not become healthy ({self.spec.health_url}) within {self.spec.startup_timeout_s:g} s "
                         "(startup_timeout_s)"
                     )
                 )
             if now >= next_progress:
                 last = log_tail(self.log_path, lines=1, width=120)
                 say(
-                    f"pytest-distill: waiting for the {self.kind} server for '{self.name}' "
+                    f"pytest-distill: waiting for the {self.spec.kind} server for '{self.name}' "
                     f"({now - started:.0f} s){': ' + last if last else ''}"
                 )
                 next_progress = now + PROGRESS_EVERY_S
@@ -304,7 +315,7 @@ class ManagedServer:
 
     def _healthy(self) -> bool:
         try:
-            with urllib.request.urlopen(self.health_url, timeout=2) as reply:
+            with urllib.request.urlopen(self.spec.health_url, timeout=2) as reply:
                 return reply.status == 200
         except (urllib.error.URLError, OSError, ValueError):
             return False
@@ -312,10 +323,10 @@ class ManagedServer:
     def _failure(self, what: str) -> str:
         tail = log_tail(self.log_path)
         return (
-            f"the {self.kind} server for '{self.name}' {what}; log: {self.log_path}\n"
+            f"the {self.spec.kind} server for '{self.name}' {what}; log: {self.log_path}\n"
             f"--- last lines of the log ---\n{tail}"
             if tail
-            else f"the {self.kind} server for '{self.name}' {what}; log: {self.log_path} (empty)"
+            else f"the {self.spec.kind} server for '{self.name}' {what}; log: {self.log_path} (empty)"
         )
 
     def _watch(self) -> None:
