@@ -32,7 +32,13 @@ def llama_server(smollm2_path: Path, tmp_path_factory: pytest.TempPathFactory) -
 def llama_server_tools(smollm2_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The server with --chat_format chatml-function-calling: native tool_calls for "auto"."""
     with running_llama_server(
-        smollm2_path, tmp_path_factory.mktemp("llama-server-tools"), "--chat_format", "chatml-function-calling"
+        smollm2_path,
+        tmp_path_factory.mktemp("llama-server-tools"),
+        "--chat_format",
+        "chatml-function-calling",
+        # its "auto" path ignores max_tokens: a reply that never closes runs to the context's
+        # end. The longest tool prompt (git-assistant, 13 tools) is ~2,300 tokens: ~250 left.
+        n_ctx=2560,
     ) as url:
         yield url
 

@@ -84,10 +84,11 @@ def test_both_suites_on_a_llama_cpp_server_with_native_tools(pytester, llama_ser
     calls. (Its tool path ignores max_tokens, so a few rows can run to the context limit:
     hence the json_schema tool style below for full runs, see docs/tool-calling.md.)"""
     _copy_suites(pytester)
-    pytester.makefile(".toml", models=served_entry(llama_server_tools))
-    result = pytester.runpytest("suites", "--model=served", "--limit=3", "--junitxml=out.xml", "-p", "no:cacheprovider")
+    # a prompt of ~2,000 tokens takes up to a minute on 2 busy cores: one row a suite, time to answer
+    pytester.makefile(".toml", models=served_entry(llama_server_tools) + "timeout_s = 600\n")
+    result = pytester.runpytest("suites", "--model=served", "--limit=1", "--junitxml=out.xml", "-p", "no:cacheprovider")
     for row in _rows(result.stdout.str(), "served").values():
-        assert row[2] == "3" and row[5] == "0"  # three answered, no errors
+        assert row[2] == "1" and row[5] == "0"  # answered, no errors
     props = _properties(pytester.path / "out.xml")
     _check_records(props, "native_tools")
     assert all(json.loads(p["distill.output"])[0]["name"] for p in props)

@@ -22,8 +22,9 @@ needs_llama = pytest.mark.skipif(not HAS_LLAMA_CPP, reason="llama-cpp-python is 
 
 
 @contextlib.contextmanager
-def running_llama_server(model_path: Path, log_dir: Path, *extra_args: str) -> Iterator[str]:
-    """The server serving a GGUF on 127.0.0.1; yields its base URL (with /v1)."""
+def running_llama_server(model_path: Path, log_dir: Path, *extra_args: str, n_ctx: int = 4096) -> Iterator[str]:
+    """The server serving a GGUF on 127.0.0.1; yields its base URL (with /v1). `n_ctx` bounds a
+    generation that ignores max_tokens (llama.cpp's function-calling path): prompt + reply."""
     port = free_port()
     log = log_dir / "server.log"
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
@@ -42,7 +43,7 @@ def running_llama_server(model_path: Path, log_dir: Path, *extra_args: str) -> I
                 "--port",
                 str(port),
                 "--n_ctx",
-                "4096",
+                str(n_ctx),
                 "--n_threads",
                 "2",
                 *extra_args,
