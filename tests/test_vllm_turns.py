@@ -132,18 +132,26 @@ def test_two_managed_servers_take_turns_serial_and_under_xdist_with_the_same_rec
     assert table(outputs["serial"]) == table(outputs["xdist"]) and len(table(outputs["serial"])) == 2
 
 
-def test_each_turn_serves_only_its_own_model(pytester, fake_python, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "xdist_args", [[], ["-n", "2"], ["-n", "2", "--dist", "worksteal"]], ids=["serial", "load", "worksteal"]
+)
+def test_each_turn_serves_only_its_own_model(pytester, fake_python, tmp_path, monkeypatch, xdist_args):
     """The requests each server answered were its own model's: prefetch stays within the turn."""
     write_suite(pytester.path / "suites" / "topics")
     pytester.makefile(".toml", models=_models_toml(tmp_path, fake_python))
     bodies = pytester.path / "bodies"
     monkeypatch.setenv("FAKE_BODIES", str(bodies))
     monkeypatch.setenv("FAKE_DELAY_S", "0.05")
-    result = _run(pytester, "-n", "2")
+    result = _run(pytester, *xdist_args)
     result.assert_outcomes(passed=4, failed=8, errors=0)
     served = [Path(json.loads(line)["model"]).name for line in bodies.read_text().splitlines()]
     # the bodies file is appended to in time order: all of one model's requests, then the other's
-    assert served == ["bf16"] * 6 + ["fp8"] * 6
+    first = served.count("bf16")
+    assert served == ["bf16"] * first + ["fp8"] * (len(served) - first)
+    if "worksteal" in xdist_args:  # an item stolen after its worker prefetched it is asked twice
+        assert first >= 6 and len(served) - first >= 6
+    else:
+        assert first == 6 and len(served) == 12
 
 
 @pytest.mark.parametrize("xdist_args", [[], ["-n", "2"]], ids=["serial", "xdist"])
