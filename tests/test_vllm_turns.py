@@ -174,6 +174,27 @@ def test_a_server_that_fails_to_start_in_its_turn_errors_its_items_only(
     assert [model for model, _, _ in _lifetimes(pytester.path / "life")] == ["bf16"]
 
 
+def test_plain_tests_per_model_take_the_models_turn(pytester, fake_python, tmp_path, monkeypatch):
+    """A plain test over `distill_model_name` belongs to its model's turn, beside the suite items."""
+    write_suite(pytester.path / "suites" / "topics")
+    pytester.makefile(".toml", models=_models_toml(tmp_path, fake_python))
+    pytester.makepyfile(
+        test_plain=(
+            "def test_says_something(distill_model, distill_model_name):\n"
+            "    assert distill_model(distill_model_name).respond('hello').text\n"
+        )
+    )
+    monkeypatch.setenv("FAKE_LIFE_LOG", str(pytester.path / "life"))
+    result = pytester.runpytest_subprocess(
+        "suites", "test_plain.py", "--model=bf16", "--model=fp8", "-p", "no:randomly", "-v", timeout=TIMEOUT_S
+    )
+    result.assert_outcomes(passed=6, failed=8, errors=0)
+    ran = [line.split()[0] for line in result.stdout.lines if " PASSED" in line or " FAILED" in line]
+    models = ["bf16" if "bf16" in nodeid else "fp8" for nodeid in ran]
+    assert models == ["bf16"] * 7 + ["fp8"] * 7  # each model's suite items and its plain test, together
+    assert [model for model, _, _ in _lifetimes(pytester.path / "life")] == ["bf16", "fp8"]
+
+
 def test_loadfile_is_refused_in_one_line(pytester, fake_python, tmp_path):
     write_suite(pytester.path / "suites" / "topics")
     pytester.makefile(".toml", models=_models_toml(tmp_path, fake_python))
