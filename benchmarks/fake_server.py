@@ -18,6 +18,8 @@ FAKE_ANSWER. Behaviour by environment:
   FAKE_BODIES=F      append each request body (JSON) to F
   FAKE_PORT_LOG=F    append this server's port to F for each request (which replica answered)
   FAKE_ENV_LOG=F     append "PORT CUDA_VISIBLE_DEVICES" to F at start-up (the replica's device split)
+  FAKE_LIFE_LOG=F    append "start PID MODEL TIME" at start-up and "stop PID MODEL TIME" on SIGTERM
+                     (time.time()), to check that servers taking turns never overlap
 With `--max-num-seqs N` on its command line (as vLLM takes it) at most N requests are
 answered at a time, each FAKE_DELAY_S long: throughput rises with concurrency up to N, then
 stays flat (a knee, for the saturation search's tests).
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -148,6 +151,17 @@ def main(argv: list[str]) -> int:
         time.sleep(600)
         return 0
     host, port, model = _args(argv)
+    life_log = os.environ.get("FAKE_LIFE_LOG")
+    if life_log:
+        with open(life_log, "a") as fh:
+            fh.write(f"start {os.getpid()} {model} {time.time():.6f}\n")
+
+        def _stopped(signum, frame) -> None:
+            with open(life_log, "a") as fh:
+                fh.write(f"stop {os.getpid()} {model} {time.time():.6f}\n")
+            os._exit(0)
+
+        signal.signal(signal.SIGTERM, _stopped)
     if os.environ.get("FAKE_ENV_LOG"):
         with open(os.environ["FAKE_ENV_LOG"], "a") as fh:
             fh.write(f"{port} {os.environ.get('CUDA_VISIBLE_DEVICES', '-')}\n")

@@ -14,7 +14,7 @@ import os
 import pytest
 
 from pytest_distill.core.errors import DistillError
-from pytest_distill.plugin import api, assertrepr, calls, collect, finish, lifecycle, misses, output, xdist
+from pytest_distill.plugin import api, assertrepr, calls, collect, finish, lifecycle, misses, output, phases, xdist
 from pytest_distill.plugin.options import add_options
 from pytest_distill.plugin.predictions import fixture_for
 from pytest_distill.plugin.state import SESSION_KEY, RunState
@@ -45,6 +45,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except DistillError as exc:
         raise pytest.UsageError(f"pytest-distill: {exc}") from None
     config.stash[SESSION_KEY] = state
+    phases.join(state)  # a worker follows the controller's turns of managed servers
     if not state.is_worker:  # the controller (or a serial run) alone aggregates
         config.pluginmanager.register(_ReportRoute(state), "distill-report-route")
 
@@ -59,6 +60,14 @@ def pytest_collect_file(file_path, parent):
     return collect.collect_file(file_path, parent)
 
 
+@pytest.hookimpl(trylast=True)  # after deselection and reordering by other plugins
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Managed servers taking turns: each turn's items contiguous (plugin/phases.py)."""
+    state = config.stash.get(SESSION_KEY, None)
+    if state is not None:
+        phases.order_items(state, items)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
     state = session.config.stash[SESSION_KEY]
@@ -66,7 +75,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     # time and prefetch a window of them (pytest_runtest_protocol).
     if state.is_worker or state.options.collect_only or xdist.is_controller(session.config) or state.options.bench:
         return
-    state.evaluator.prefetch(api.targets(session.items))
+    phases.collected(state, session.items)  # managed servers taking turns: the first one starts
+    state.evaluator.prefetch(phases.in_turn(state, api.targets(session.items)))
 
 
 @pytest.fixture
@@ -86,9 +96,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     state = item.config.stash[SESSION_KEY]
-    if state.is_worker:  # serial runs prefetched everything at collection finish
+    phases.before_item(state, item)  # a managed server's turn: wait until it is up
+    if state.is_worker:  # serial runs prefetched everything at collection finish (or the turn's start)
         window = max((e.max_concurrency or 1 for e in state.models.entries.values()), default=1)
-        state.evaluator.prefetch(api.targets(xdist.upcoming(item, nextitem, window)))
+        state.evaluator.prefetch(phases.in_turn(state, api.targets(xdist.upcoming(item, nextitem, window))))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -154,6 +165,7 @@ class _ReportRoute:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         finish.add_report(self.state, report)
+        phases.reported(self.state, report)  # a turn ends after its model's last item
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)  # around the terminal reporter's own summary
     def pytest_terminal_summary(self, terminalreporter):
@@ -166,6 +178,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     state = session.config.stash.get(SESSION_KEY, None)
     if state is None:
         return
+    phases.end(state)  # workers still waiting for a turn give up
     lifecycle.close(state)
     if not state.is_worker:
         state.result = finish.finish(state, session)
@@ -181,6 +194,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if state is None:
         return
     try:
+        phases.begin(state)  # two or more managed models: their servers take turns
         lifecycle.start_servers(state)
     except DistillError as exc:
         raise pytest.UsageError(f"pytest-distill: {exc}") from None
@@ -192,6 +206,15 @@ def pytest_configure_node(node) -> None:
     state = node.config.stash.get(SESSION_KEY, None)
     if state is not None:
         node.workerinput.update(xdist.worker_input(state.servers))
+        node.workerinput.update(phases.worker_input(state))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids) -> None:
+    """xdist controller: the workers' collection tells how many items each managed server's turn has."""
+    state = node.config.stash.get(SESSION_KEY, None)
+    if state is not None:
+        phases.collected_on_worker(state, node, ids)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -205,6 +228,7 @@ def pytest_testnodedown(node, error) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(SESSION_KEY, None)
     if state is not None:  # a session that failed or was interrupted before its finish
+        phases.cleanup(state)
         state.servers.stop()
 
 

@@ -111,7 +111,9 @@ def resolve_entry(
         preflight.resolve_served_model(entry, preflight.served_models(entry))
     provider = servers.provider_for(entry)
     xdist.share_out(entry, provider.max_concurrency, worker)
-    if cache is None or not cache.replay_only:  # replay never calls the API: no key needed
+    # replay never calls the API: no key needed; a server the controller starts for its turn
+    # was checked there
+    if (cache is None or not cache.replay_only) and not (worker and entry.name in servers.later):
         provider.check()
     return entry
 
@@ -126,7 +128,8 @@ def start_servers(state: RunState) -> None:
         return  # --distill-bench starts each model's server for its turn (bench/runner.py)
     # --judge was resolved at start: a managed judge gets its server too.
     candidates = [*state.models.entries.values(), *state.evaluator.judge_entries]
-    entries = [e for e in candidates if state.servers.needs_server(e)]
+    # Models that take turns (plugin/phases.py) start later, one at a time.
+    entries = [e for e in candidates if e.name not in state.servers.later and state.servers.needs_server(e)]
     if not entries:
         return
     reporter = state.config.pluginmanager.get_plugin("terminalreporter")
@@ -142,7 +145,7 @@ def replica_layout(state: RunState) -> dict[str, list[tuple[str, str | None]]]:
     """Each model with replicas: its replicas' (url, devices), base_urls or managed servers."""
     layout: dict[str, list[tuple[str, str | None]]] = {}
     for entry in [*state.models.entries.values(), *state.evaluator.judge_entries]:
-        managed = state.servers.replicas_of(entry.name)
+        managed = state.servers.started_for(entry.name)  # a turn's servers are stopped by now
         if entry.base_urls:
             layout[entry.name] = [(url, None) for url in entry.base_urls]
         elif len(managed) > 1:

@@ -17,6 +17,7 @@ from pytest_distill.runtime.servers import ServerPool
 
 SERVERS_INPUT = "distill_servers"  # workerinput key: the controller's managed servers
 REPLICAS_OUTPUT = "distill_replicas"  # workeroutput key: the worker's requests per replica
+TURNS_INPUT = "distill_turns"  # workerinput key: managed servers taking turns (plugin/phases.py)
 
 
 def is_worker(config: pytest.Config) -> bool:
@@ -62,7 +63,15 @@ def share_out(entry: Any, provider_max_concurrency: int | None, worker: bool) ->
 def worker_servers(config: pytest.Config) -> ServerPool:
     """On a worker: the servers the controller started (pytest_configure_node), to use, never stop."""
     workerinput: dict[str, Any] = getattr(config, "workerinput", {})  # set by xdist on workers only
-    return servers.from_worker_input(workerinput.get(SERVERS_INPUT))
+    pool = servers.from_worker_input(workerinput.get(SERVERS_INPUT))
+    pool.later = set(worker_turns(config).get("order") or ())  # started by the controller for their turn
+    return pool
+
+
+def worker_turns(config: pytest.Config) -> dict[str, Any]:
+    """On a worker: the controller's turns of managed servers (plugin/phases.py), or {}."""
+    workerinput: dict[str, Any] = getattr(config, "workerinput", {})
+    return dict(workerinput.get(TURNS_INPUT) or {})
 
 
 def worker_input(pool: ServerPool) -> dict[str, Any]:

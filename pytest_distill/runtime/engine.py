@@ -172,6 +172,7 @@ class Engine:
         self._lock = threading.RLock()
         self.retries = 0  # how many retries were made, over all requests
         self._replicas: dict[str, ReplicaSet] = {}  # entries with base_urls
+        self._retired: list[tuple[str, ReplicaSet]] = []  # replica sets of servers that took their turn
 
     # --- lifecycle -------------------------------------------------------
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
@@ -189,6 +190,15 @@ class Engine:
                 provider = self.servers.provider_for(entry) if self.servers is not None else create_provider(entry)
                 self._providers[entry.name] = provider
         return provider
+
+    def forget_model(self, name: str) -> None:
+        """Build the model's provider afresh at its next request: its managed server changed
+        (several managed servers take turns, runtime/rotation.py). Its replica counts are kept."""
+        with self._lock:
+            self._providers.pop(name, None)
+            replicas = self._replicas.pop(name, None)
+            if replicas is not None:
+                self._retired.append((name, replicas))
 
     def close(self) -> None:
         """Cancel what is still in flight (after -x or Ctrl-C) and release providers."""
@@ -211,7 +221,7 @@ class Engine:
             self._loop = None
         for provider in self._providers.values():
             provider.close()
-        for replica_set in self._replicas.values():
+        for replica_set in [*self._replicas.values(), *(kept for _, kept in self._retired)]:
             for replica in replica_set.replicas:
                 replica.provider.close()
         self._providers.clear()
@@ -286,7 +296,10 @@ class Engine:
     def replica_stats(self) -> dict[str, list[dict[str, Any]]]:
         """Per model with replicas: each replica's answered requests, failures and raw latencies
         (mergeable over xdist workers: runtime/replicas.merge_stats)."""
-        return {name: replicas.raw_stats() for name, replicas in self._replicas.items()}
+        stats: dict[str, list[dict[str, Any]]] = {}
+        for name, replicas in [*self._retired, *self._replicas.items()]:
+            stats.setdefault(name, []).extend(replicas.raw_stats())  # merge_stats sums rows by URL
+        return stats
 
     def _managed_replicas(self, entry: ModelEntry) -> list[Any]:
         """The entry's managed servers when the run started more than one (`replicas = N`)."""

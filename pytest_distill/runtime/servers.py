@@ -113,6 +113,20 @@ class ServerInfo:
         return f"{self.kind} server for '{self.name}' exited ({how}); log {self.log_path}, last lines:\n{tail}"
 
 
+@dataclass
+class UnavailableServer(ServerInfo):
+    """A model whose server could not be had (its start failed, or the wait for it gave up):
+    every request fails at once with `reason`, never a hang (runtime/rotation.py)."""
+
+    reason: str = ""
+
+    def exit_code(self) -> int | None:
+        return 1
+
+    def exit_message(self) -> str:
+        return self.reason
+
+
 class ServerPlan(Protocol):
     """What a provider asks to have run (see models/providers/vllm.py)."""
 
@@ -411,6 +425,10 @@ class ServerPool:
         self.running: dict[str, list[ServerInfo]] = {
             name: list(infos) if isinstance(infos, list) else [infos] for name, infos in (running or {}).items()
         }
+        # Several managed servers take turns (runtime/rotation.py): the entries whose servers start
+        # later, for their turn, and every server started so far (its replicas' layout outlives it).
+        self.later: set[str] = set()
+        self.seen: dict[str, list[ServerInfo]] = {}
 
     def get(self, name: str) -> ServerInfo | None:
         """The entry's (first) server."""
@@ -420,6 +438,31 @@ class ServerPool:
     def replicas_of(self, name: str) -> list[ServerInfo]:
         """Every server running for the entry: more than one with `replicas = N`."""
         return list(self.running.get(name) or [])
+
+    def started_for(self, name: str) -> list[ServerInfo]:
+        """The servers started for the entry in this run, running or stopped since (its turn is over)."""
+        return list(self.running.get(name) or self.seen.get(name) or [])
+
+    # --- turns (runtime/rotation.py): a worker's view of the controller's servers ---------
+    def attach(self, name: str, infos: list[ServerInfo]) -> None:
+        self.running[name] = list(infos)
+
+    def detach(self, name: str) -> None:
+        self.running.pop(name, None)
+
+    def fail(self, name: str, reason: str, kind: str = "vLLM") -> None:
+        """The entry has no server and will get none: its requests fail at once with `reason`."""
+        self.running[name] = [
+            UnavailableServer(
+                name=name,
+                kind=kind,
+                base_url="http://127.0.0.1:9/v1",
+                log_path="",
+                status_path="",
+                pid=0,
+                reason=reason,
+            )
+        ]
 
     def provider_for(self, entry: ModelEntry) -> Provider:
         """The entry's provider, attached to its managed server (the first replica) if one runs."""
@@ -447,17 +490,26 @@ class ServerPool:
     ) -> None:
         try:
             for entry in entries:
-                if entry.name in self.running:
-                    continue
-                plans = self.plans_for(entry)
-                if not plans:
-                    continue
-                started = [ManagedServer.from_plan(entry.name, plan, log_dir) for plan in plans]
-                self.servers[entry.name] = started
-                self.running[entry.name] = _start_together(started, progress)
+                if entry.name not in self.running:
+                    self.start_one(entry, log_dir, progress)
         except BaseException:
             self.stop()
             raise
+
+    def start_one(self, entry: ModelEntry, log_dir: Path, progress: Callable[[str], None] | None = None) -> None:
+        """Start the entry's server(s); if one fails, the entry's servers are stopped (others are left
+        running) and the ServerStartError is raised."""
+        plans = self.plans_for(entry)
+        if not plans:
+            return
+        started = [ManagedServer.from_plan(entry.name, plan, log_dir) for plan in plans]
+        self.servers[entry.name] = started
+        try:
+            self.running[entry.name] = _start_together(started, progress)
+        except BaseException:
+            self.stop_one(entry.name)
+            raise
+        self.seen[entry.name] = list(self.running[entry.name])
 
     def stop(self) -> None:
         for name, started in list(self.servers.items()):
