@@ -43,6 +43,16 @@ def models_toml_for_server(llama_server: str) -> str:
     return served_entry(llama_server)
 
 
+@pytest.fixture
+def fresh_secrets() -> Iterator[None]:
+    """Nothing registered from earlier tests: the provider and registry must register it."""
+    from pytest_distill.core import redact
+
+    redact.clear()
+    yield
+    redact.clear()
+
+
 @pytest.fixture(autouse=True)
 def _no_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
     """pytester runs inherit the environment: keep them from appending to a CI job's summary."""
