@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,30 +19,6 @@ from pytest_distill.runtime.replicas import merge_stats
 
 from helpers.chat_server import SERIAL, XDIST, FakeChatServer, numbered_rows
 from helpers.suites import write_suite
-
-ROOT = Path(__file__).resolve().parent.parent
-FAKE_SERVER = ROOT / "benchmarks" / "fake_server.py"
-
-
-@pytest.fixture
-def fake_python(tmp_path) -> Path:
-    script = tmp_path / "fakevenv" / "bin" / "python"
-    script.parent.mkdir(parents=True)
-    script.write_text(
-        "#!/bin/sh\n"
-        'if [ "$1" = "-c" ]; then exit 0; fi\n'  # the "is vllm installed" probe
-        f'exec "{sys.executable}" "{FAKE_SERVER}" "$@"\n'
-    )
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    return script
-
-
-@pytest.fixture
-def model_dir(tmp_path) -> Path:
-    folder = tmp_path / "model"
-    folder.mkdir()
-    (folder / "config.json").write_text("{}")
-    return folder
 
 
 def _entry(model_dir: Path, **fields) -> ModelEntry:
