@@ -17,7 +17,6 @@ from pytest_distill.models.chat import with_tool_results
 from pytest_distill.models.providers.hosted import (
     HostedProvider,
     choice_schema,
-    status_error,
     unwrap_label,
 )
 
@@ -170,16 +169,7 @@ class AnthropicProvider(HostedProvider):
         """The retry decision for this SDK's exceptions."""
         import anthropic
 
-        name = self.entry.name
-        if isinstance(exc, anthropic.APITimeoutError):
-            return ProviderError(f"{name}: request timed out after {self.entry.timeout_s:g}s", retryable=True)
-        if isinstance(exc, anthropic.APIConnectionError):
-            return ProviderError(f"{name}: connection error: {exc}", retryable=True)
-        if isinstance(exc, anthropic.APIStatusError):
-            return status_error(name, exc)
-        if isinstance(exc, (anthropic.APIResponseValidationError, ValueError)):
-            return ProviderError(f"{name}: malformed reply: {exc}")
-        return super().map_error(exc)
+        return self.map_sdk_error(exc, anthropic)
 
 
 def _tool(tool: dict[str, Any]) -> dict[str, Any]:

@@ -241,7 +241,7 @@ class GeminiProvider(HostedProvider):
                 retry_after=_retry_info(exc.details),
             )
         if isinstance(exc, timeouts):
-            return ProviderError(f"{name}: request timed out after {self.entry.timeout_s:g}s", retryable=True)
+            return self.timed_out()
         if isinstance(exc, transport):
             return ProviderError(f"{name}: connection error: {type(exc).__name__}: {exc}", retryable=True)
         if isinstance(exc, ValueError):  # incl. json.JSONDecodeError and pydantic's ValidationError
