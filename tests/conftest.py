@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.fake_vllm import fake_vllm_python, model_folder
 from helpers.llama import HAS_LLAMA_CPP, running_llama_server, served_entry
 
 
@@ -47,6 +48,28 @@ def llama_server_tools(smollm2_path: Path, tmp_path_factory: pytest.TempPathFact
 def models_toml_for_server(llama_server: str) -> str:
     """A models.toml entry `served` pointing at the plain llama.cpp server."""
     return served_entry(llama_server)
+
+
+@pytest.fixture
+def fake_python(tmp_path: Path) -> Path:
+    """A fake vLLM venv's python (helpers/fake_vllm.py)."""
+    return fake_vllm_python(tmp_path)
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    """A model folder a vllm entry may name."""
+    return model_folder(tmp_path)
+
+
+@pytest.fixture
+def fresh_secrets() -> Iterator[None]:
+    """Nothing registered from earlier tests: the provider and registry must register it."""
+    from pytest_distill.core import redact
+
+    redact.clear()
+    yield
+    redact.clear()
 
 
 @pytest.fixture(autouse=True)

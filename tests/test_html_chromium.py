@@ -218,20 +218,10 @@ def png_colours(png: bytes) -> set[bytes]:
 def test_matrix_and_cost_scatter_render_in_chromium(pytester, driver, monkeypatch):
     """A run of two suites x three models: the matrix table coloured by pass rate, and per
     suite the accuracy-vs-cost scatter on a log axis, Pareto front drawn, every point labelled."""
-    from test_matrix import ROWS, _project
+    from test_matrix import run_rehearsal
 
     monkeypatch.setenv("FAKE_API_KEY", "sk-fake")
-    with FakeChatServer(ROWS) as server:
-        _project(pytester, server)
-        result = pytester.runpytest(
-            "suites",
-            "-p",
-            "no:cacheprovider",
-            "--model=distilled",
-            "--model=z-cheap",
-            "--model=a-pricey",
-            "--distill-report=out",
-        )
+    result = run_rehearsal(pytester)
     assert result.ret == 1  # misses, no gate
     driver.get((pytester.path / "out" / "report.html").as_uri())
     assert [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")] == []

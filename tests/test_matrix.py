@@ -208,6 +208,23 @@ def _project(pytester, server: FakeChatServer) -> None:
     )
 
 
+def run_rehearsal(pytester, *args: str):
+    """Two suites x three models (distilled, z-cheap, a-pricey) on the fake server, reports in
+    out/; the caller sets FAKE_API_KEY."""
+    with FakeChatServer(ROWS) as server:
+        _project(pytester, server)
+        return pytester.runpytest(
+            "suites",
+            "-p",
+            "no:cacheprovider",
+            "--model=distilled",
+            "--model=z-cheap",
+            "--model=a-pricey",
+            "--distill-report=out",
+            *args,
+        )
+
+
 def _decisions(document: dict) -> dict:
     matrix, routing = document["matrix"], document["routing"]
     return {
@@ -224,18 +241,7 @@ def _decisions(document: dict) -> dict:
 @pytest.mark.parametrize("args", [SERIAL, XDIST])
 def test_rehearsal_matrix_and_routes(pytester, monkeypatch, args):
     monkeypatch.setenv("FAKE_API_KEY", "sk-fake")
-    with FakeChatServer(ROWS) as server:
-        _project(pytester, server)
-        result = pytester.runpytest(
-            "suites",
-            "-p",
-            "no:cacheprovider",
-            "--model=distilled",
-            "--model=z-cheap",
-            "--model=a-pricey",
-            "--distill-report=out",
-            *args,
-        )
+    result = run_rehearsal(pytester, *args)
     out = result.stdout.str()
     assert "matrix: pass rate and $ per million requests, suites x models" in out
     assert "distilled matches or beats the best frontier model under $1/MTok input on 1/2 suites" in out

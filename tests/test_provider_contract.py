@@ -6,24 +6,37 @@ recorded wire replies (tests/fixtures/) served on 127.0.0.1:
 - a malformed body is an error (never an empty answer that would score as a miss);
 - a timeout and a refused connection are retryable errors;
 - the SDK never retries behind the engine's back (one HTTP request per call: the engine
-  owns retries and backoff), and the key never appears in the error.
+  owns retries and backoff), and the key never appears in the error;
+- a key a server quotes back, in an error or in an answer (text and tool call), is redacted;
+- an empty text the model sent is an answer, not an error.
 
 Provider-specific mapping (request bodies, usage, tool calls) stays in test_providers_<api>.py.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from pytest_distill.models.base import OutputConstraint, ProviderError, Request
+from pytest_distill.models.base import ProviderError
 from pytest_distill.models.registry import ModelEntry, Registry, create_provider
 
 from helpers.http_fake import closed_port_url
-from helpers.recorded import RecordedServer, reply, run_complete
+from helpers.recorded import (
+    TOOLS,
+    RecordedServer,
+    classify_request,
+    echo_in_answer,
+    echo_in_error,
+    echoed,
+    reply,
+    run_complete,
+    with_text,
+)
 
 KEY = "test-key-contract-0123456789"
 
@@ -106,15 +119,6 @@ def entry_for(name: str, base_url: str, tmp_path: Path, **fields: object) -> Mod
     return entry
 
 
-def classify_request() -> Request:
-    return Request(
-        messages=({"role": "user", "content": "Where is my new card?"},),
-        system="Classify.",
-        constraint=OutputConstraint(kind="choice", choices=("card_arrival", "lost_card")),
-        max_tokens=64,
-    )
-
-
 def fail(entry: ModelEntry) -> ProviderError:
     """The ProviderError one call raises (it must raise: an error is never an answer)."""
     with pytest.raises(ProviderError) as info:
@@ -186,3 +190,33 @@ def test_success_is_an_answer(server, tmp_path, name):
     assert completion.text == "card_arrival"
     assert completion.usage.input_tokens > 0
     assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("name", list(APIS))
+def test_a_key_echoed_in_an_error_never_reaches_the_message(server, tmp_path, fresh_secrets, name):
+    api = APIS[name]
+    server.responder = echo_in_error(api.fixtures)
+    error = fail(entry_for(name, server.url, tmp_path))
+    assert KEY in echoed(server.requests[0])  # the echo happened, and was caught
+    assert "[REDACTED]" in str(error)
+    assert error.status == next(status for fixture, status, _ in api.errors if fixture == "invalid_key")
+
+
+@pytest.mark.parametrize("name", list(APIS))
+def test_a_key_echoed_in_an_answer_never_reaches_the_completion(server, tmp_path, fresh_secrets, name):
+    server.responder = echo_in_answer(APIS[name].fixtures)
+    provider = create_provider(entry_for(name, server.url, tmp_path))
+    completion = run_complete(provider, classify_request(constraint=None, tools=TOOLS))
+    assert KEY in echoed(server.requests[0])
+    calls = json.dumps([c.to_dict() for c in completion.tool_calls])
+    for shown in (completion.text, calls):
+        assert "[REDACTED]" in shown and KEY not in shown
+    assert completion.tool_calls[0].arguments["state"] == "on"
+
+
+@pytest.mark.parametrize("name", list(APIS))
+def test_an_empty_text_the_model_sent_is_an_answer(server, tmp_path, name):
+    api = APIS[name]
+    server.queue(with_text(api.fixtures, reply(api.fixtures, "success"), ""))
+    completion = run_complete(create_provider(entry_for(name, server.url, tmp_path)), classify_request(constraint=None))
+    assert completion.text == "" and completion.finish_reason == "stop"

@@ -6,17 +6,21 @@ import pytest
 
 from pytest_distill.core.cost import api_cost
 from pytest_distill.core.errors import ConfigError
-from pytest_distill.models.base import (
-    OutputConstraint,
-    ProviderError,
-    Request,
-    ToolCall,
-)
+from pytest_distill.models.base import ProviderError
 from pytest_distill.models.chat import SYNTHETIC_TOOL_RESULT
 from pytest_distill.models.providers.anthropic_api import to_anthropic
 from pytest_distill.models.registry import Registry, create_provider
 
-from helpers.recorded import TOOLS, RecordedServer, reply, run_complete
+from helpers.recorded import (
+    KITCHEN_ON,
+    TOOLS,
+    RecordedServer,
+    classify_request,
+    recorded_entry,
+    reply,
+    run_complete,
+    tool_history_request,
+)
 
 KEY = "sk-ant-test-0123456789"
 
@@ -33,20 +37,7 @@ def key(monkeypatch):
 
 
 def entry(server: RecordedServer, name: str = "claude-haiku-4.5", **fields):
-    e = Registry().get(name)
-    e.base_url = server.url
-    for field, value in fields.items():
-        setattr(e, field, value)
-    return e
-
-
-def classify_request(**changes) -> Request:
-    return Request(
-        messages=({"role": "user", "content": "Where is my new card?"},),
-        system="Classify.",
-        constraint=OutputConstraint(kind="choice", choices=("card_arrival", "lost_card")),
-        max_tokens=64,
-    ).with_params(**changes)
+    return recorded_entry(name, server.url, **fields)
 
 
 def test_success_maps_request_reply_usage_and_cost(server):
@@ -96,13 +87,7 @@ def test_thinking_never_reaches_the_answer(server):
 
 def test_tool_use_and_multi_turn_history(server):
     server.queue(reply("anthropic", "tool_use"))
-    history = (
-        {"role": "user", "content": "Turn on the hall light"},
-        {"role": "assistant", "tool_calls": [{"name": "set_light", "arguments": {"room": "hall", "state": "on"}}]},
-        {"role": "user", "content": "and the kitchen"},
-    )
-    request = Request(messages=history, system="You control a home.", tools=TOOLS, tool_choice="required")
-    completion = run_complete(create_provider(entry(server)), request)
+    completion = run_complete(create_provider(entry(server)), tool_history_request("required"))
 
     body = server.requests[0]["json"]
     assert body["tools"] == [
@@ -122,7 +107,7 @@ def test_tool_use_and_multi_turn_history(server):
     }
     assert user2["content"][1] == {"type": "text", "text": "and the kitchen"}
 
-    assert completion.tool_calls == [ToolCall("set_light", {"room": "kitchen", "state": "on"})]
+    assert completion.tool_calls == [KITCHEN_ON]
     assert completion.text == "I'll turn on the kitchen light."
     assert completion.finish_reason == "tool_calls"
 
@@ -175,53 +160,7 @@ def test_a_missing_sdk_fails_at_check(monkeypatch):
         create_provider(Registry().get("claude-haiku-4.5")).check()
 
 
-# --- secrets and empty replies ------------------------------------------------------
-@pytest.fixture
-def fresh_secrets():
-    """Nothing registered from earlier tests: the provider and registry must register it."""
-    from pytest_distill.core import redact
-
-    redact.clear()
-    yield
-    redact.clear()
-
-
-def echoed(request) -> str:
-    return "; ".join(f"{name}: {value}" for name, value in request["headers"].items())
-
-
-def test_a_key_echoed_in_an_error_or_an_answer_never_gets_out(server, fresh_secrets):
-    def error(request):
-        answer = reply("anthropic", "invalid_key")
-        answer["body"]["error"]["message"] = "you sent " + echoed(request)
-        return answer
-
-    def answer(request):
-        answer = reply("anthropic", "tool_use")
-        answer["body"]["content"] = [
-            {"type": "text", "text": "you sent " + echoed(request)},
-            {
-                "type": "tool_use",
-                "id": "toolu_1",
-                "name": "set_light",
-                "input": {"room": echoed(request), "state": "on"},
-            },
-        ]
-        return answer
-
-    server.responder = error
-    with pytest.raises(ProviderError) as info:
-        run_complete(create_provider(entry(server)), classify_request())
-    assert KEY in echoed(server.requests[0])
-    assert "[REDACTED]" in str(info.value) and KEY not in str(info.value) and info.value.status == 401
-
-    server.responder = answer
-    completion = run_complete(create_provider(entry(server)), classify_request(constraint=None, tools=TOOLS))
-    shown = completion.text + repr(completion.tool_calls)
-    assert "[REDACTED]" in completion.text and KEY not in shown
-    assert completion.tool_calls[0].arguments["state"] == "on"
-
-
+# --- empty replies -----------------------------------------------------------------
 @pytest.mark.parametrize(("stop_reason", "error"), [("end_turn", True), ("tool_use", True), ("max_tokens", False)])
 def test_a_reply_without_content_blocks_is_an_error(server, stop_reason, error):
     answer = reply("anthropic", "success")
@@ -234,11 +173,3 @@ def test_a_reply_without_content_blocks_is_an_error(server, stop_reason, error):
     with pytest.raises(ProviderError) as info:
         run_complete(create_provider(entry(server)), classify_request())
     assert str(info.value) == "claude-haiku-4.5: empty reply: no content blocks"
-
-
-def test_an_empty_text_block_is_an_answer(server):
-    answer = reply("anthropic", "success")
-    answer["body"]["content"] = [{"type": "text", "text": ""}]
-    server.queue(answer)
-    completion = run_complete(create_provider(entry(server)), classify_request(constraint=None))
-    assert completion.text == "" and completion.finish_reason == "stop"

@@ -8,16 +8,23 @@ import pytest
 
 from pytest_distill.core.cost import api_cost
 from pytest_distill.core.errors import ConfigError
-from pytest_distill.models.base import (
-    OutputConstraint,
-    ProviderError,
-    Request,
-    ToolCall,
-)
+from pytest_distill.models.base import ProviderError
 from pytest_distill.models.registry import Registry, create_provider
 
 from helpers.http_fake import closed_port_url
-from helpers.recorded import TOOLS, RecordedServer, reply, run_complete
+from helpers.recorded import (
+    KITCHEN_ON,
+    TOOLS,
+    RecordedServer,
+    classify_request,
+    echo_in_answer,
+    echo_in_error,
+    echoed,
+    recorded_entry,
+    reply,
+    run_complete,
+    tool_history_request,
+)
 
 KEY = "sk-test-openai-0123456789"
 XKEY = "xai-test-0123456789"
@@ -36,28 +43,13 @@ def keys(monkeypatch):
 
 
 def entry(name: str, server: RecordedServer, **fields):
-    e = Registry().get(name)
-    e.base_url = server.url + "/v1"
-    for key, value in fields.items():
-        setattr(e, key, value)
-    return e
-
-
-def classify_request(**changes) -> Request:
-    request = Request(
-        messages=({"role": "user", "content": "Where is my new card?"},),
-        system="Classify.",
-        constraint=OutputConstraint(kind="choice", choices=("card_arrival", "lost_card")),
-        max_tokens=64,
-        seed=7,
-    )
-    return request.with_params(**changes)
+    return recorded_entry(name, server.url + "/v1", **fields)
 
 
 def test_success_maps_request_reply_usage_and_cost(server):
     server.queue(reply("openai", "success"))
     e = entry("gpt-5-nano", server)
-    completion = run_complete(create_provider(e), classify_request())
+    completion = run_complete(create_provider(e), classify_request(seed=7))
 
     sent = server.requests[0]
     assert sent["path"] == "/v1/chat/completions"
@@ -95,13 +87,7 @@ def test_temperature_from_the_entry_is_sent(server):
 
 def test_tool_call_and_multi_turn_history(server):
     server.queue(reply("openai", "tool_call"))
-    history = (
-        {"role": "user", "content": "Turn on the hall light"},
-        {"role": "assistant", "tool_calls": [{"name": "set_light", "arguments": {"room": "hall", "state": "on"}}]},
-        {"role": "user", "content": "and the kitchen"},
-    )
-    request = Request(messages=history, system="You control a home.", tools=TOOLS, tool_choice="auto")
-    completion = run_complete(create_provider(entry("gpt-5-mini", server)), request)
+    completion = run_complete(create_provider(entry("gpt-5-mini", server)), tool_history_request("auto"))
 
     body = server.requests[0]["json"]
     assert body["tools"] == list(TOOLS) and body["tool_choice"] == "auto"
@@ -110,7 +96,7 @@ def test_tool_call_and_multi_turn_history(server):
     assert json.loads(body["messages"][2]["tool_calls"][0]["function"]["arguments"]) == {"room": "hall", "state": "on"}
     assert body["messages"][3]["tool_call_id"] == body["messages"][2]["tool_calls"][0]["id"]
 
-    assert completion.tool_calls == [ToolCall("set_light", {"room": "kitchen", "state": "on"})]
+    assert completion.tool_calls == [KITCHEN_ON]
     assert completion.finish_reason == "tool_calls"
     assert completion.usage.reasoning_tokens == 128
     assert completion.usage.output_tokens == 150  # OpenAI counts reasoning inside completion_tokens
@@ -223,38 +209,9 @@ def test_built_in_frontier_entries_are_priced_and_dated():
     assert registry.get("smollm2-135m").temperature == 0.0
 
 
-# --- secrets and empty replies ------------------------------------------------------
+# --- secrets and empty replies (what every API shares: test_provider_contract.py) ----
 LOCAL_KEY = "sk-local-server-5e6f7a8b9c"
 PASSWORD = "pw-s3cret-4242"
-
-
-@pytest.fixture
-def fresh_secrets():
-    """Nothing registered from earlier tests: the provider and registry must register it."""
-    from pytest_distill.core import redact
-
-    redact.clear()
-    yield
-    redact.clear()
-
-
-def echoed(request) -> str:
-    """Every header the SDK sent, as a careless server would quote them back."""
-    return "; ".join(f"{name}: {value}" for name, value in request["headers"].items())
-
-
-def echo_in_error(request):
-    answer = reply("openai", "invalid_key")
-    answer["body"]["error"]["message"] = "bad request, you sent " + echoed(request)
-    return answer
-
-
-def echo_in_answer(request):
-    answer = reply("openai", "tool_call")
-    message = answer["body"]["choices"][0]["message"]
-    message["content"] = "you sent " + echoed(request)
-    message["tool_calls"][0]["function"]["arguments"] = json.dumps({"room": echoed(request), "state": "on"})
-    return answer
 
 
 def local_entry(server: RecordedServer, monkeypatch, credentials: bool = False):
@@ -290,37 +247,13 @@ def sent_any(server: RecordedServer, secret: str) -> bool:
     return any(secret in echoed(r) for r in server.requests)
 
 
-@pytest.mark.parametrize("kind", ["openai-compatible", "openai"])
-def test_a_key_echoed_in_an_error_never_reaches_the_message(server, monkeypatch, fresh_secrets, kind):
-    server.responder = echo_in_error
-    e = local_entry(server, monkeypatch) if kind == "openai-compatible" else entry("gpt-5-nano", server)
-    key = LOCAL_KEY if kind == "openai-compatible" else KEY
-    with pytest.raises(ProviderError) as info:
-        run_complete(create_provider(e), classify_request())
-    assert sent_any(server, key)
-    assert_clean(str(info.value), secrets_of(key))
-    assert info.value.status == 401
-
-
-@pytest.mark.parametrize("kind", ["openai-compatible", "openai"])
-def test_a_key_echoed_in_an_answer_never_reaches_the_completion(server, monkeypatch, fresh_secrets, kind):
-    server.responder = echo_in_answer
-    e = local_entry(server, monkeypatch) if kind == "openai-compatible" else entry("gpt-5-nano", server)
-    key = LOCAL_KEY if kind == "openai-compatible" else KEY
-    completion = run_complete(create_provider(e), classify_request(constraint=None, tools=TOOLS))
-    assert sent_any(server, key)
-    assert_clean(completion.text, secrets_of(key))
-    assert_clean(json.dumps([c.to_dict() for c in completion.tool_calls]), secrets_of(key))
-    assert completion.tool_calls[0].arguments["state"] == "on"
-
-
 def test_credentials_in_base_url_never_reach_errors_or_answers(server, monkeypatch, fresh_secrets):
-    server.responder = echo_in_error
+    server.responder = echo_in_error("openai")
     with pytest.raises(ProviderError) as info:
         run_complete(create_provider(local_entry(server, monkeypatch, credentials=True)), classify_request())
     assert sent_any(server, BASIC)  # httpx sent the URL's credentials as Basic auth
     assert_clean(str(info.value), secrets_of(LOCAL_KEY))
-    server.responder = echo_in_answer
+    server.responder = echo_in_answer("openai")
     completion = run_complete(
         create_provider(local_entry(server, monkeypatch, credentials=True)), classify_request(constraint=None)
     )
@@ -366,9 +299,3 @@ def test_a_reply_without_an_answer_is_an_error(server, monkeypatch, kind, change
         run_complete(create_provider(e), classify_request())
     assert str(info.value) == f"{e.name}: empty reply: {reason}"
     assert not info.value.retryable
-
-
-def test_an_empty_string_the_model_sent_is_an_answer(server, monkeypatch):
-    server.responder = without_answer(lambda body: body["choices"][0]["message"].update(content=""))
-    completion = run_complete(create_provider(local_entry(server, monkeypatch)), classify_request(constraint=None))
-    assert completion.text == "" and completion.finish_reason == "stop"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers.recorded import RecordedServer, make_project, reply
+from helpers.recorded import RecordedServer, make_project, reply, with_text
 
 # model -> (recorded api, key variable, base_url suffix)
 MODELS = {
@@ -34,15 +34,7 @@ def echoing_error(api: str, key: str, retryable: bool) -> dict:
 
 def echoing_answer(api: str, key: str) -> dict:
     """A recorded success whose answer quotes the key back (the label would be a miss)."""
-    answer = reply(api, "success")
-    text, body = f"card_arrival, key {key}", answer["body"]
-    if api == "anthropic":
-        body["content"] = [{"type": "text", "text": text}]
-    elif api == "gemini":
-        body["candidates"][0]["content"]["parts"] = [{"text": text}]
-    else:
-        body["choices"][0]["message"]["content"] = text
-    return answer
+    return with_text(api, reply(api, "success"), f"card_arrival, key {key}")
 
 
 @pytest.mark.parametrize("echo", ["error", "answer"])

@@ -5,27 +5,17 @@ from __future__ import annotations
 
 import json
 import re
-import stat
-import sys
-from pathlib import Path
 
 import pytest
 
+from helpers.fake_vllm import fake_vllm_python, model_folder
 from helpers.suites import write_suite
-
-ROOT = Path(__file__).resolve().parent.parent
-FAKE_SERVER = ROOT / "benchmarks" / "fake_server.py"
 
 
 @pytest.fixture
 def project(pytester, tmp_path):
-    python = tmp_path / "fakevenv" / "bin" / "python"
-    python.parent.mkdir(parents=True)
-    python.write_text(f'#!/bin/sh\nif [ "$1" = "-c" ]; then exit 0; fi\nexec "{sys.executable}" "{FAKE_SERVER}" "$@"\n')
-    python.chmod(python.stat().st_mode | stat.S_IEXEC)
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "config.json").write_text("{}")
+    python = fake_vllm_python(tmp_path)
+    model = model_folder(tmp_path)
     write_suite(pytester.path / "suites" / "topics")
     entries = []
     for name, seqs in (("seqs1", 1), ("seqs2", 2)):  # two variants: same weights, other serving settings

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import socket
-import stat
 import sys
 import time
 from pathlib import Path
@@ -32,31 +31,8 @@ from pytest_distill.runtime.servers import (
     log_tail,
 )
 
+from helpers.fake_vllm import FAKE_SERVER
 from helpers.suites import summary_row, write_suite
-
-ROOT = Path(__file__).resolve().parent.parent
-FAKE_SERVER = ROOT / "benchmarks" / "fake_server.py"
-
-
-@pytest.fixture
-def fake_python(tmp_path) -> Path:
-    script = tmp_path / "fakevenv" / "bin" / "python"
-    script.parent.mkdir(parents=True)
-    script.write_text(
-        "#!/bin/sh\n"
-        'if [ "$1" = "-c" ]; then exit 0; fi\n'  # the "is vllm installed" probe
-        f'exec "{sys.executable}" "{FAKE_SERVER}" "$@"\n'
-    )
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    return script
-
-
-@pytest.fixture
-def model_dir(tmp_path) -> Path:
-    folder = tmp_path / "model"
-    folder.mkdir()
-    (folder / "config.json").write_text("{}")
-    return folder
 
 
 def _entry(model_dir: Path, python: Path | None = None, **fields) -> ModelEntry:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,30 +19,6 @@ from pytest_distill.runtime.replicas import merge_stats
 
 from helpers.chat_server import SERIAL, XDIST, FakeChatServer, numbered_rows
 from helpers.suites import write_suite
-
-ROOT = Path(__file__).resolve().parent.parent
-FAKE_SERVER = ROOT / "benchmarks" / "fake_server.py"
-
-
-@pytest.fixture
-def fake_python(tmp_path) -> Path:
-    script = tmp_path / "fakevenv" / "bin" / "python"
-    script.parent.mkdir(parents=True)
-    script.write_text(
-        "#!/bin/sh\n"
-        'if [ "$1" = "-c" ]; then exit 0; fi\n'  # the "is vllm installed" probe
-        f'exec "{sys.executable}" "{FAKE_SERVER}" "$@"\n'
-    )
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    return script
-
-
-@pytest.fixture
-def model_dir(tmp_path) -> Path:
-    folder = tmp_path / "model"
-    folder.mkdir()
-    (folder / "config.json").write_text("{}")
-    return folder
 
 
 def _entry(model_dir: Path, **fields) -> ModelEntry:
@@ -259,11 +234,8 @@ def test_base_urls_replicas_stats_are_the_same_serial_and_under_xdist(pytester, 
     assert f"replica 2/2 of 'replicated': {urls[1]}:" in out
 
 
-@pytest.mark.parametrize("xdist_args", [SERIAL, XDIST])
-def test_managed_replicas_start_two_servers_that_share_the_items(
-    pytester, model_dir, fake_python, xdist_args, monkeypatch
-):
-    ports, envs, pids = pytester.path / "ports", pytester.path / "envs", pytester.path / "pids"
+def _two_replica_project(pytester, model_dir: Path, fake_python: Path) -> None:
+    """The topics suite and a managed entry `fake` of two replicas, one fake GPU each."""
     write_suite(pytester.path / "suites" / "topics")
     pytester.makefile(
         ".toml",
@@ -273,6 +245,14 @@ def test_managed_replicas_start_two_servers_that_share_the_items(
             'serve_env = { CUDA_VISIBLE_DEVICES = "0,1" }\n'
         ),
     )
+
+
+@pytest.mark.parametrize("xdist_args", [SERIAL, XDIST])
+def test_managed_replicas_start_two_servers_that_share_the_items(
+    pytester, model_dir, fake_python, xdist_args, monkeypatch
+):
+    ports, envs, pids = pytester.path / "ports", pytester.path / "envs", pytester.path / "pids"
+    _two_replica_project(pytester, model_dir, fake_python)
     for key, value in {
         "FAKE_PORT_LOG": ports,
         "FAKE_ENV_LOG": envs,
@@ -312,15 +292,7 @@ def _gone(pid: int) -> bool:
 
 
 def test_a_managed_replica_that_dies_costs_no_item(pytester, model_dir, fake_python, monkeypatch):
-    write_suite(pytester.path / "suites" / "topics")
-    pytester.makefile(
-        ".toml",
-        models=(
-            f'[fake]\nprovider = "vllm"\nmodel = "{model_dir}"\npython = "{fake_python}"\n'
-            "startup_timeout_s = 20\nmax_retries = 0\nmax_concurrency = 1\nreplicas = 2\n"
-            'serve_env = { CUDA_VISIBLE_DEVICES = "0,1" }\n'
-        ),
-    )
+    _two_replica_project(pytester, model_dir, fake_python)
     monkeypatch.setenv("FAKE_DIE_AFTER", "1")  # the replica on GPU 1 exits at its second request
     monkeypatch.setenv("FAKE_DIE_DEVICES", "1")
     result = pytester.runpytest_subprocess("suites", "--model=fake", "-p", "no:randomly", "--distill-report=out")

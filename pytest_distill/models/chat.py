@@ -65,6 +65,25 @@ def with_tool_results(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def text_of(content: Any) -> str:
+    """A message's content as text: a string, or the text of a list of parts."""
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return "" if content is None else str(content)
+
+
+def append_turn(turns: list[dict[str, Any]], role: str, key: str, items: list[dict[str, Any]]) -> None:
+    """Add `items` (content blocks, parts: under `key`) as a turn of `role`, merged into the
+    last turn when that is of the same role (the APIs want the roles to alternate); no items,
+    no turn."""
+    if not items:
+        return
+    if turns and turns[-1]["role"] == role:
+        turns[-1][key].extend(items)
+    else:
+        turns.append({"role": role, key: items})
+
+
 def render_history_for_text_model(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Plain user/assistant turns: earlier tool calls become the JSON the model is asked for."""
     out: list[dict[str, Any]] = []

@@ -39,13 +39,22 @@ def check_models_entry(path: Path, name: str, table: dict[str, Any]) -> None:
     if found is None:
         return
     parts, message = found
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError):
-        text = ""
+    text = _text(path)
     line = settings.toml_line(text, [name, *parts]) or settings.toml_line(text, ["models", name, *parts])
+    raise _error(path, line, f"model '{name}'", parts, message)
+
+
+def _text(path: Path) -> str:
+    """The file's text, for finding a field's line ("" when it cannot be read)."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def _error(path: Path, line: int | None, subject: str, parts: Any, message: str) -> ConfigError:
     where = f"{path}:{line}" if line else str(path)
-    raise ConfigError(f"{where}: model '{name}' field '{settings.field_path(parts)}': {message}")
+    return ConfigError(f"{where}: {subject} field '{settings.field_path(parts)}': {message}")
 
 
 @functools.cache
@@ -63,10 +72,4 @@ def check_models_groups(path: Path, groups: Any) -> None:
     if found is None:
         return
     parts, message = found
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError):
-        text = ""
-    line = settings.toml_line(text, ["groups", *parts])
-    where = f"{path}:{line}" if line else str(path)
-    raise ConfigError(f"{where}: [groups] field '{settings.field_path(parts)}': {message}")
+    raise _error(path, settings.toml_line(_text(path), ["groups", *parts]), "[groups]", parts, message)

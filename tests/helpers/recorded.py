@@ -16,6 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pytest_distill.models.base import OutputConstraint, Request, ToolCall
+from pytest_distill.models.registry import ModelEntry, Registry
+
 from helpers.http_fake import FakeHTTPServer, HTTPRequest, Reply
 from helpers.paths import FIXTURES, ROOT
 
@@ -77,6 +80,84 @@ def run_complete(provider: Any, request: Any) -> Any:
     return asyncio.run(go())
 
 
+def recorded_entry(name: str, base_url: str, **fields: Any) -> ModelEntry:
+    """The registry's entry `name`, sent to `base_url` (the recorded server), with `fields` changed."""
+    entry = Registry().get(name)
+    entry.base_url = base_url
+    for field, value in fields.items():
+        setattr(entry, field, value)
+    return entry
+
+
+def classify_request(**changes: Any) -> Request:
+    """The one classification request the provider tests send (constrained to two labels)."""
+    return Request(
+        messages=({"role": "user", "content": "Where is my new card?"},),
+        system="Classify.",
+        constraint=OutputConstraint(kind="choice", choices=("card_arrival", "lost_card")),
+        max_tokens=64,
+    ).with_params(**changes)
+
+
+def tool_history_request(tool_choice: str) -> Request:
+    """A second user turn after a tool call whose result the history lacks (the provider
+    adds the synthetic one); the recorded tool-call replies answer it with KITCHEN_ON."""
+    history = (
+        {"role": "user", "content": "Turn on the hall light"},
+        {"role": "assistant", "tool_calls": [{"name": "set_light", "arguments": {"room": "hall", "state": "on"}}]},
+        {"role": "user", "content": "and the kitchen"},
+    )
+    return Request(messages=history, system="You control a home.", tools=TOOLS, tool_choice=tool_choice)
+
+
+KITCHEN_ON = ToolCall("set_light", {"room": "kitchen", "state": "on"})  # the recorded tool-call replies' call
+
+
+# --- secrets: a careless server that quotes back what it was sent ------------------
+def echoed(request: HTTPRequest) -> str:
+    """Every header the SDK sent, as a careless server would quote them back."""
+    return "; ".join(f"{name}: {value}" for name, value in request["headers"].items())
+
+
+def echo_in_error(api: str) -> Callable[[HTTPRequest], Reply]:
+    """A responder: the API's recorded invalid-key error, its message quoting the headers."""
+
+    def respond(request: HTTPRequest) -> Reply:
+        answer = reply(api, "invalid_key")
+        answer["body"]["error"]["message"] = "you sent " + echoed(request)
+        return answer
+
+    return respond
+
+
+def echo_in_answer(api: str) -> Callable[[HTTPRequest], Reply]:
+    """A responder: the API's recorded tool call, its text and the call's `room` quoting the headers."""
+
+    def respond(request: HTTPRequest) -> Reply:
+        said = echoed(request)
+        text, arguments = "you sent " + said, {"room": said, "state": "on"}
+        if api == "anthropic":
+            answer = reply(api, "tool_use")
+            answer["body"]["content"] = [
+                {"type": "text", "text": text},
+                {"type": "tool_use", "id": "toolu_1", "name": "set_light", "input": arguments},
+            ]
+        elif api == "gemini":
+            answer = reply(api, "tool_call")
+            answer["body"]["candidates"][0]["content"]["parts"] = [
+                {"text": text},
+                {"functionCall": {"name": "set_light", "args": arguments}},
+            ]
+        else:
+            answer = reply(api, "tool_call")
+            message = answer["body"]["choices"][0]["message"]
+            message["content"] = text
+            message["tool_calls"][0]["function"]["arguments"] = json.dumps(arguments)
+        return answer
+
+    return respond
+
+
 # --- whole runs: a suite answered by the recorded API ----------------------------
 BANKING77 = ROOT / "suites" / "banking77"
 
@@ -97,7 +178,8 @@ def _question(api: str, body: dict[str, Any]) -> str:
     return str(body["messages"][-1]["content"]).strip()
 
 
-def _with_text(api: str, answer: dict[str, Any], text: str) -> dict[str, Any]:
+def with_text(api: str, answer: dict[str, Any], text: str) -> dict[str, Any]:
+    """A recorded reply of `api` whose only answer is `text`."""
     body = answer["body"]
     if api == "anthropic":
         body["content"] = [{"type": "text", "text": text}]
@@ -134,7 +216,7 @@ class LabelResponder:
         label = self.answers.get(question, "unknown")
         if self.seen[question] in self.wrong_on.get(question, set()):
             label = "wrong_label"
-        return _with_text(self.api, reply(self.api, "success"), json.dumps({"label": label}))
+        return with_text(self.api, reply(self.api, "success"), json.dumps({"label": label}))
 
 
 def make_project(pytester: Any, models_toml: str = "") -> None:

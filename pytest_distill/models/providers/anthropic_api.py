@@ -13,11 +13,10 @@ from pytest_distill.models.base import (
     WireRequest,
     arguments_from_json,
 )
-from pytest_distill.models.chat import with_tool_results
+from pytest_distill.models.chat import append_turn, text_of, with_tool_results
 from pytest_distill.models.providers.hosted import (
     HostedProvider,
     choice_schema,
-    status_error,
     unwrap_label,
 )
 
@@ -45,20 +44,15 @@ def to_anthropic(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], 
     systems: list[str] = []
 
     def add(role: str, blocks: list[dict[str, Any]]) -> None:
-        if not blocks:
-            return
-        if out and out[-1]["role"] == role:
-            out[-1]["content"].extend(blocks)
-        else:
-            out.append({"role": role, "content": blocks})
+        append_turn(out, role, "content", blocks)
 
     for message in with_tool_results(messages):
         role = message.get("role")
         content = message.get("content")
         if role == "system":
-            systems.append(_text_of(content))
+            systems.append(text_of(content))
         elif role == "tool":
-            add("user", [{"type": "tool_result", "tool_use_id": message["tool_call_id"], "content": _text_of(content)}])
+            add("user", [{"type": "tool_result", "tool_use_id": message["tool_call_id"], "content": text_of(content)}])
         elif role == "assistant":
             blocks = _text_blocks(content)
             for call in message.get("tool_calls") or []:
@@ -77,14 +71,8 @@ def to_anthropic(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], 
     return out, systems
 
 
-def _text_of(content: Any) -> str:
-    if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return "" if content is None else str(content)
-
-
 def _text_blocks(content: Any) -> list[dict[str, Any]]:
-    text = _text_of(content)
+    text = text_of(content)
     return [{"type": "text", "text": text}] if text else []  # the API rejects empty text blocks
 
 
@@ -170,16 +158,7 @@ class AnthropicProvider(HostedProvider):
         """The retry decision for this SDK's exceptions."""
         import anthropic
 
-        name = self.entry.name
-        if isinstance(exc, anthropic.APITimeoutError):
-            return ProviderError(f"{name}: request timed out after {self.entry.timeout_s:g}s", retryable=True)
-        if isinstance(exc, anthropic.APIConnectionError):
-            return ProviderError(f"{name}: connection error: {exc}", retryable=True)
-        if isinstance(exc, anthropic.APIStatusError):
-            return status_error(name, exc)
-        if isinstance(exc, (anthropic.APIResponseValidationError, ValueError)):
-            return ProviderError(f"{name}: malformed reply: {exc}")
-        return super().map_error(exc)
+        return self.map_sdk_error(exc, anthropic)
 
 
 def _tool(tool: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from pytest_distill.models.base import (
     Usage,
     WireRequest,
 )
-from pytest_distill.models.chat import with_tool_results
+from pytest_distill.models.chat import append_turn, text_of, with_tool_results
 from pytest_distill.models.providers.hosted import (
     HostedProvider,
     choice_schema,
@@ -48,16 +48,11 @@ def to_gemini(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
     names: dict[str, str] = {}
 
     def add(role: str, parts: list[dict[str, Any]]) -> None:
-        if not parts:
-            return
-        if contents and contents[-1]["role"] == role:
-            contents[-1]["parts"].extend(parts)
-        else:
-            contents.append({"role": role, "parts": parts})
+        append_turn(contents, role, "parts", parts)
 
     for message in with_tool_results(messages):
         role = message.get("role")
-        text = _text_of(message.get("content"))
+        text = text_of(message.get("content"))
         if role == "system":
             systems.append(text)
         elif role == "tool":
@@ -73,12 +68,6 @@ def to_gemini(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], lis
         else:
             add("user", [{"text": text}] if text else [])
     return contents, systems
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return "" if content is None else str(content)
 
 
 def _json_object(raw: Any) -> dict[str, Any]:
@@ -241,7 +230,7 @@ class GeminiProvider(HostedProvider):
                 retry_after=_retry_info(exc.details),
             )
         if isinstance(exc, timeouts):
-            return ProviderError(f"{name}: request timed out after {self.entry.timeout_s:g}s", retryable=True)
+            return self.timed_out()
         if isinstance(exc, transport):
             return ProviderError(f"{name}: connection error: {type(exc).__name__}: {exc}", retryable=True)
         if isinstance(exc, ValueError):  # incl. json.JSONDecodeError and pydantic's ValidationError

@@ -4,7 +4,8 @@ xAI, Anthropic, Gemini and any OpenAI-compatible server (vLLM, llama.cpp's, a pr
 It owns what they share: the key (the entry's `api_key_env`, else the SDK's usual
 variables), registered for redaction the moment it is read; the client, made on first
 use; `complete()` as build_body -> send -> parse_reply, with map_error for failures;
-one Retry-After parser and one HTTP status -> ProviderError mapping.
+one Retry-After parser, one HTTP status -> ProviderError mapping, and the one mapping of
+the exceptions the openai and anthropic SDKs share.
 
 No SDK is imported here: each provider imports its own SDK lazily.
 """
@@ -218,6 +219,25 @@ class HostedProvider(Provider):
         except Exception as exc:
             raise self.map_error(exc) from None
         return redacted(self.parse_reply(raw, time.perf_counter() - started, wire.mode, request))
+
+    # --- errors ------------------------------------------------------
+    def timed_out(self) -> ProviderError:
+        return ProviderError(f"{self.entry.name}: request timed out after {self.entry.timeout_s:g}s", retryable=True)
+
+    def map_sdk_error(self, exc: Exception, sdk: Any) -> ProviderError:
+        """The retry decision for the exceptions of the `openai` or `anthropic` SDK module
+        `sdk`: both name the same exception classes (APITimeoutError, a kind of
+        APIConnectionError; APIStatusError; APIResponseValidationError)."""
+        name = self.entry.name
+        if isinstance(exc, sdk.APITimeoutError):
+            return self.timed_out()
+        if isinstance(exc, sdk.APIConnectionError):
+            return ProviderError(f"{name}: connection error: {exc}", retryable=True)
+        if isinstance(exc, sdk.APIStatusError):
+            return status_error(name, exc)
+        if isinstance(exc, (sdk.APIResponseValidationError, ValueError)):
+            return ProviderError(f"{name}: malformed reply: {exc}")
+        return super().map_error(exc)
 
     def empty_reply(self, what: str) -> ProviderError:
         """A reply that carries no answer at all (not even an empty string the model chose)."""

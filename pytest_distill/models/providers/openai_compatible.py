@@ -24,7 +24,6 @@ from pytest_distill.models.chat import (
 from pytest_distill.models.providers.hosted import (
     HostedProvider,
     choice_schema,
-    status_error,
     unwrap_label,
 )
 
@@ -191,13 +190,4 @@ class OpenAICompatibleProvider(HostedProvider):
         """The retry decision for this SDK's exceptions."""
         import openai
 
-        name = self.entry.name
-        if isinstance(exc, openai.APITimeoutError):
-            return ProviderError(f"{name}: request timed out after {self.entry.timeout_s:g}s", retryable=True)
-        if isinstance(exc, openai.APIConnectionError):
-            return ProviderError(f"{name}: connection error: {exc}", retryable=True)
-        if isinstance(exc, openai.APIStatusError):
-            return status_error(name, exc)
-        if isinstance(exc, (openai.APIResponseValidationError, ValueError)):
-            return ProviderError(f"{name}: malformed reply: {exc}")
-        return super().map_error(exc)
+        return self.map_sdk_error(exc, openai)
