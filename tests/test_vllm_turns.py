@@ -8,8 +8,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import stat
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +19,7 @@ from pytest_distill.runtime.servers import ServerInfo, ServerStartError
 
 from helpers.suites import write_suite
 
-ROOT = Path(__file__).resolve().parent.parent
-FAKE_SERVER = ROOT / "benchmarks" / "fake_server.py"
 TIMEOUT_S = 120  # a run that hangs fails the test instead
-
-
-@pytest.fixture
-def fake_python(tmp_path) -> Path:
-    script = tmp_path / "fakevenv" / "bin" / "python"
-    script.parent.mkdir(parents=True)
-    script.write_text(
-        "#!/bin/sh\n"
-        'if [ "$1" = "-c" ]; then exit 0; fi\n'  # the "is vllm installed" probe
-        f'exec "{sys.executable}" "{FAKE_SERVER}" "$@"\n'
-    )
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    return script
 
 
 def _model_dir(tmp_path: Path, name: str) -> Path:
