@@ -16,11 +16,12 @@ pytestmark = [needs_llama, pytest.mark.slow]
 
 
 def test_the_example_module_runs_on_the_embedded_model(pytester):
-    shutil.copy(REPO / "examples" / "test_python_api.py", pytester.path / "test_python_api.py")
+    # another module name: this test process has imported tests/test_python_api.py already
+    shutil.copy(REPO / "examples" / "test_python_api.py", pytester.path / "test_example_api.py")
     for suite in ("trec", "smart-home"):
         shutil.copytree(REPO / "suites" / suite, pytester.path / "suites" / suite)
     result = pytester.runpytest(
-        "test_python_api.py",
+        "test_example_api.py",
         "--model=smollm2-135m",
         "--junitxml=out.xml",
         "-p",
@@ -33,7 +34,7 @@ def test_the_example_module_runs_on_the_embedded_model(pytester):
     assert "errors" not in outcomes and "error" not in outcomes, out
     assert "INTERNALERROR" not in out and "Traceback" not in out
     assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 6, out
-    row = summary_row(out, "test_python_api", "smollm2-135m")  # the three plain tests' calls
+    row = summary_row(out, "test_example_api", "smollm2-135m")  # the three plain tests' calls
     assert row[2] == "3" and int(row[11]) > 0 and int(row[12]) > 0, out
     judged = [
         p for p in ET.parse(pytester.path / "out.xml").iter("property") if p.get("name") == "distill.judge.verdict"
