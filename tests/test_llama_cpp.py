@@ -76,3 +76,19 @@ def test_prompt_longer_than_the_context_is_a_provider_error():
             _ask(small, "word " * 400)
     finally:
         small.close()
+
+
+def test_the_built_in_entry_generates_with_one_thread_and_reads_with_every_core(monkeypatch):
+    from pytest_distill.plugin.xdist import share_out
+
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT", raising=False)
+    entry = Registry().get("smollm2-135m")
+    share_out(entry, 1, worker=False)
+    assert (entry.n_threads, entry.n_threads_batch) == (1, 8)
+    # Under -n 4 each worker gets its share of the cores, and no more than it asked for.
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "4")
+    entry = Registry().get("smollm2-135m")
+    entry.n_threads = 6
+    share_out(entry, 1, worker=True)
+    assert (entry.n_threads, entry.n_threads_batch) == (2, 2)

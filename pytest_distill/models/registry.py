@@ -64,7 +64,8 @@ class ModelEntry:
     hourly_usd: float | None = None  # self-hosted: $/hour of `hardware`; wins over gpu_hourly_usd
     hardware: str | None = None  # what hourly_usd buys ("1x H100 80GB", "c7i.4xlarge"); None: "GPU"
     n_ctx: int = 4096  # llama-cpp
-    n_threads: int | None = None  # llama-cpp; None: cores / xdist workers
+    n_threads: int | None = None  # llama-cpp, generating; None: cores / xdist workers
+    n_threads_batch: int | None = None  # llama-cpp, reading the prompt; None: cores / xdist workers
     serve_args: list[str] = field(default_factory=list)  # vllm
     startup_timeout_s: float = 600.0  # vllm
     python: str | None = None  # vllm: interpreter or venv running `vllm serve` (else $DISTILL_VLLM_PYTHON)

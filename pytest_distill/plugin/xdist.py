@@ -51,9 +51,11 @@ def share_out(entry: Any, provider_max_concurrency: int | None, worker: bool) ->
     """Make an entry fit this process: llama.cpp threads per worker, and (on a worker) its
     share of the model's in-flight limit."""
     workers = worker_count()
-    if entry.provider == "llama-cpp" and entry.n_threads is None:
+    if entry.provider == "llama-cpp":
         # Workers share the cores; more threads than cores makes them starve each other.
-        entry.n_threads = max(1, (os.cpu_count() or 1) // workers)
+        share = max(1, (os.cpu_count() or 1) // workers)
+        entry.n_threads = min(entry.n_threads or share, share)
+        entry.n_threads_batch = min(entry.n_threads_batch or share, share)
     if worker and workers > 1:
         # The in-flight limit is the model's, not each worker's.
         limit = entry.max_concurrency or provider_max_concurrency or 1

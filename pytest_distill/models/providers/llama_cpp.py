@@ -73,12 +73,12 @@ class LlamaCppProvider(Provider):
                 "pip install 'pytest-distill[local]'"
             ) from None
         self.model_path = resolve_model_path(self.entry.model)
-        threads = self.entry.n_threads or max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
         self._llm = Llama(
             model_path=str(self.model_path),
             n_ctx=self.entry.n_ctx,
-            n_threads=threads,
-            n_threads_batch=threads,
+            n_threads=self.entry.n_threads or cores,
+            n_threads_batch=self.entry.n_threads_batch or cores,
             seed=self.entry.seed if self.entry.seed is not None else 0,
             verbose=False,
         )
