@@ -97,6 +97,10 @@ class _Limits:
 
         Returns the request's [time, tokens] slot, to correct with the tokens it really used.
         """
+        if not self.requests_per_minute and not self.tokens_per_minute:
+            # No window to keep: tracking one would cost a sum over every request of the
+            # last minute per request (10% of the client's time at 200 req/s, profiled).
+            return [self.clock(), estimated_tokens]
         async with self.lock:
             while True:
                 now = self.clock()
