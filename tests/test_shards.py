@@ -108,8 +108,11 @@ def _timeless(document):
             r["cost_per_request"] = None  # self-hosted: GPU $/hour over the measured rate
         if c["route"]:
             c["route"]["cost_ratio"] = None
-    # Cost at volume (issue 13) is not carried by `pytest-distill merge` yet: compared nowhere here.
-    doc.pop("volume", None)
+    volume = doc.get("volume") or {}
+    for model in volume.get("models", []):  # a self-hosted model's rate is measured here: a timing
+        for key in ("requests_per_s", "rate_basis", "servers", "monthly_usd"):
+            model[key] = None
+    volume["break_even"] = [b["self_hosted"] + " vs " + b["api"] for b in volume.get("break_even", [])]
     _drop_costs(doc.get("matrix"))  # self-hosted $ per million: over the measured rate
     _drop_costs(doc.get("routing"))
     return doc

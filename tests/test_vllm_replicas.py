@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_distill.cli import main as cli_main
 from pytest_distill.core.errors import ConfigError
 from pytest_distill.models.providers.vllm import check_entry, plan_servers, visible_gpus
 from pytest_distill.models.registry import ModelEntry, Registry
@@ -232,6 +233,51 @@ def test_base_urls_replicas_stats_are_the_same_serial_and_under_xdist(pytester, 
     out = result.stdout.str()
     assert f"replica 1/2 of 'replicated': {urls[0]}: {rows[0]['requests']} requests, 0 errors, p50 " in out
     assert f"replica 2/2 of 'replicated': {urls[1]}:" in out
+
+
+def test_merged_shards_add_up_each_replicas_requests_and_errors(pytester, capsys, monkeypatch):
+    first, second = FakeChatServer(ROWS), FakeChatServer(ROWS)
+    with first, second:
+        write_suite(pytester.path / "suites" / "topics", rows=ROWS)
+        pytester.makefile(
+            ".toml",
+            models=(
+                '["replicated"]\nprovider = "openai-compatible"\nmodel = "correct"\n'
+                f'base_urls = ["{first.url}", "{second.url}"]\ntemperature = 0.0\nmax_retries = 0\n'
+                'constraint_style = "none"\nmax_concurrency = 2\n'
+            ),
+        )
+        monkeypatch.chdir(pytester.path)
+        for k in (1, 2):
+            pytester.runpytest(
+                "suites",
+                "-p",
+                "no:cacheprovider",
+                "--model=replicated",
+                f"--distill-shard={k}/2",
+                f"--distill-report=s{k}",
+            )
+        seen = [len(first.bodies), len(second.bodies)]
+        urls = [first.url, second.url]
+    shards = [
+        json.loads((pytester.path / f"s{k}" / "results.json").read_text())["replicas"]["replicated"] for k in (1, 2)
+    ]
+    capsys.readouterr()
+    assert cli_main(["merge", "s1", "s2", "--out", "merged"]) == 0
+    out = capsys.readouterr().out
+    merged = json.loads((pytester.path / "merged" / "results.json").read_text())
+    assert validate(merged) is None
+    rows = merged["replicas"]["replicated"]
+    assert [r["url"] for r in rows] == urls
+    assert (
+        [r["requests"] for r in rows] == [a["requests"] + b["requests"] for a, b in zip(*shards, strict=True)] == seen
+    )
+    assert sum(r["requests"] for r in rows) == len(ROWS) and all(r["errors"] == 0 for r in rows)
+    for row, parts in zip(rows, zip(*shards, strict=True), strict=True):
+        weighted = sum(p["latency_mean_s"] * p["requests"] for p in parts if p["requests"])
+        assert row["latency_mean_s"] == pytest.approx(weighted / row["requests"])
+        assert row["latency_p50_s"] is None and row["latency_p95_s"] is None  # not mergeable from two p50s
+    assert f"replica 1/2 of 'replicated': {urls[0]}: {rows[0]['requests']} requests, 0 errors, p50 - p95 -" in out
 
 
 def _two_replica_project(pytester, model_dir: Path, fake_python: Path) -> None:

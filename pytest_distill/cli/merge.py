@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_distill.core.compare import DEFAULT_ALPHA
-from pytest_distill.core.cost import Cost, cost_notes, tie_key
+from pytest_distill.core.cost import Cost, VolumeReport, cost_notes, tie_key, volume_models, volume_report
 from pytest_distill.core.decide import PytestOutcome, decide, without_regression_limit
 from pytest_distill.core.errors import ConfigError
 from pytest_distill.core.gates import EXIT_OK, EXIT_TESTS_FAILED, Gate
@@ -26,9 +26,11 @@ from pytest_distill.core.records import Record
 from pytest_distill.core.result import BaselineRun, RunInfo, RunResult, SuiteGate
 from pytest_distill.core.routing import plan_routing
 from pytest_distill.core.sampling import SuiteSample
+from pytest_distill.core.serving import ServingMeasurement
 from pytest_distill.models.registry import ModelEntry, eval_concurrency
 from pytest_distill.plugin.options import parse_traffic_mix
 from pytest_distill.report import terminal
+from pytest_distill.report.replicas_view import replica_lines
 from pytest_distill.report.results_file import FILE_NAME, read_results, records_of
 from pytest_distill.report.write import append_step_summary, write_reports
 
@@ -91,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     append_step_summary(result)
     print(f" pytest-distill: {len(paths)} shards merged ".center(88, "="))
-    for line in terminal.render(result):
+    for line in terminal.render(result) + replica_lines(result.replicas):
         print(line)
     for path in written:
         print(f"distill report: {path}")
@@ -197,6 +199,7 @@ def merge(
     )
     costs = dict(decision.costs)
     costs.update(_benched_costs(documents, entries))
+    serving = _serving(documents)
     runs = [d["run"] for d in documents]
     base = first["run"]
     info = RunInfo(
@@ -248,7 +251,70 @@ def merge(
         samples=_samples(documents),
         matrix=matrix,
         routing=routing,
+        priced_with={k: m for k, m in serving.items() if m.source != "this run"},
+        volume=_volume(first, records, entries, serving),
+        replicas=_replicas(documents),
     )
+
+
+def _serving(documents: list[dict[str, Any]]) -> dict[str, ServingMeasurement]:
+    """model -> the serving measurement that priced it in the shards (their `bench` or
+    `priced_with`), first found: the same file or cache entry in every shard."""
+    found: dict[str, ServingMeasurement] = {}
+    for document in documents:
+        for data in [*(document.get("bench") or []), *(document.get("priced_with") or [])]:
+            found.setdefault(data["model"], ServingMeasurement.from_dict(data))
+    return found
+
+
+def _volume(
+    first: Mapping[str, Any],
+    records: list[Record],
+    entries: Mapping[str, ModelEntry],
+    serving: Mapping[str, ServingMeasurement],
+) -> VolumeReport | None:
+    """The cost-at-volume table over all the shards' answers, at the traffic levels and peak
+    factor the shards were run with (the same options in every shard)."""
+    volume = first.get("volume")
+    if volume is None:
+        return None
+    return volume_report(
+        volume_models(records, entries, serving), volume["traffic_per_day"], float(volume["peak_factor"])
+    )
+
+
+def _replicas(documents: list[dict[str, Any]]) -> dict[str, tuple[dict[str, Any], ...]]:
+    """model -> one line per replica over all the shards: requests and errors add up, the mean
+    latency is weighted by requests. p50 and p95 are None: a percentile of percentiles is not a
+    percentile, and the shards keep no raw timings (they are timings, which a merge does not claim)."""
+    merged: dict[str, dict[str, dict[str, Any]]] = {}
+    for document in documents:
+        for model, rows in (document.get("replicas") or {}).items():
+            for row in rows:
+                into = merged.setdefault(model, {}).setdefault(
+                    row["url"],
+                    {"url": row["url"], "devices": row.get("devices"), "requests": 0, "errors": 0, "_s": 0.0},
+                )
+                requests = int(row.get("requests") or 0)
+                into["requests"] += requests
+                into["errors"] += int(row.get("errors") or 0)
+                into["_s"] += float(row.get("latency_mean_s") or 0.0) * requests
+                into["devices"] = into["devices"] or row.get("devices")
+    return {
+        model: tuple(
+            {
+                "url": row["url"],
+                "devices": row["devices"],
+                "requests": row["requests"],
+                "errors": row["errors"],
+                "latency_p50_s": None,
+                "latency_p95_s": None,
+                "latency_mean_s": row["_s"] / row["requests"] if row["requests"] else None,
+            }
+            for row in by_url.values()
+        )
+        for model, by_url in merged.items()
+    }
 
 
 def _samples(documents: list[dict[str, Any]]) -> dict[str, SuiteSample]:
