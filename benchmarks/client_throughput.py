@@ -23,13 +23,22 @@ import tempfile
 import time
 from pathlib import Path
 
-REPLY = json.dumps({
-    "id": "x", "object": "chat.completion", "created": 0, "model": "fast",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "sports"}, "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 50, "completion_tokens": 1, "total_tokens": 51},
-}).encode()
-RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-            + str(len(REPLY)).encode() + b"\r\n\r\n" + REPLY)
+REPLY = json.dumps(
+    {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "fast",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "sports"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 50, "completion_tokens": 1, "total_tokens": 51},
+    }
+).encode()
+RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+    + str(len(REPLY)).encode()
+    + b"\r\n\r\n"
+    + REPLY
+)
 LABELS = ["sports", "weather", "food", "music"]
 
 
@@ -60,6 +69,15 @@ def _server(port: int) -> None:
     asyncio.run(main())
 
 
+def start_instant_server() -> tuple[multiprocessing.Process, str]:
+    """The instant fake in its own process (so it costs the measured client no CPU); its /v1 URL."""
+    port = free_port()
+    server = multiprocessing.Process(target=_server, args=(port,), daemon=True)
+    server.start()
+    time.sleep(0.5)
+    return server, f"http://127.0.0.1:{port}/v1"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -69,28 +87,51 @@ def free_port() -> int:
 def write_project(root: Path, n: int, url: str, concurrency: int) -> None:
     suite = root / "suites" / "topics"
     suite.mkdir(parents=True)
-    (suite / "job_description.json").write_text(json.dumps({
-        "task_description": "Classify the topic of the text.",
-        "classes_description": {label: label for label in LABELS}}))
+    (suite / "job_description.json").write_text(
+        json.dumps(
+            {
+                "task_description": "Classify the topic of the text.",
+                "classes_description": {label: label for label in LABELS},
+            }
+        )
+    )
     (suite / "config.yaml").write_text("base:\n  task: classification\n")
     with open(suite / "test.jsonl", "w") as fh:
         for i in range(n):
             fh.write(json.dumps({"question": f"text number {i} about something", "answer": LABELS[i % 4]}) + "\n")
     (root / "models.toml").write_text(
         f'["fast"]\nprovider = "openai-compatible"\nmodel = "fast"\nbase_url = "{url}"\n'
-        f'temperature = 0.0\nmax_retries = 0\nconstraint_style = "none"\nmax_concurrency = {concurrency}\n')
+        f'temperature = 0.0\nmax_retries = 0\nconstraint_style = "none"\nmax_concurrency = {concurrency}\n'
+    )
 
 
 def run(n: int, url: str, concurrency: int, extra: list[str], profile: Path | None) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         write_project(root, n, url, concurrency)
-        command = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else []),
-                   "-m", "pytest", "suites", "--model=fast", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-                   "--distill-report=out", *extra]
+        command = [
+            sys.executable,
+            *(["-m", "cProfile", "-o", str(profile)] if profile else []),
+            "-m",
+            "pytest",
+            "suites",
+            "--model=fast",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:randomly",
+            "--distill-report=out",
+            *extra,
+        ]
         started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                   env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+        process = subprocess.Popen(
+            command,
+            cwd=root,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        )
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(status)
@@ -98,8 +139,15 @@ def run(n: int, url: str, concurrency: int, extra: list[str], profile: Path | No
         answered = [r for r in records if r["finished_at"] and r["latency_s"]]
         span = max(r["finished_at"] for r in answered) - min(r["finished_at"] - r["latency_s"] for r in answered)
         errors = sum(r["outcome"] == "error" for r in records)
-        return {"n": n, "wall_s": wall, "items_per_s": n / wall, "request_phase_req_per_s": len(answered) / span,
-                "peak_rss_mib": usage.ru_maxrss / 1024, "errors": errors, "exit": process.returncode}
+        return {
+            "n": n,
+            "wall_s": wall,
+            "items_per_s": n / wall,
+            "request_phase_req_per_s": len(answered) / span,
+            "peak_rss_mib": usage.ru_maxrss / 1024,
+            "errors": errors,
+            "exit": process.returncode,
+        }
 
 
 def main() -> None:
@@ -109,11 +157,7 @@ def main() -> None:
     parser.add_argument("--profile", type=int, help="also profile a run of this many items (cProfile)")
     parser.add_argument("-n", dest="workers", help="pytest-xdist workers")
     args = parser.parse_args()
-    port = free_port()
-    server = multiprocessing.Process(target=_server, args=(port,), daemon=True)
-    server.start()
-    time.sleep(0.5)
-    url = f"http://127.0.0.1:{port}/v1"
+    server, url = start_instant_server()
     extra = ["-n", args.workers] if args.workers else []
     results = []
     try:

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import time
 from collections.abc import Awaitable, Callable
 
 import httpx
-from client_throughput import _server, free_port
+from client_throughput import start_instant_server
 from openai import AsyncOpenAI
 
 MESSAGES = [{"role": "user", "content": "classify this"}]
@@ -86,11 +85,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    port = free_port()
-    server = multiprocessing.Process(target=_server, args=(port,), daemon=True)
-    server.start()
-    time.sleep(0.5)
-    url = f"http://127.0.0.1:{port}/v1"
+    server, url = start_instant_server()
     try:
         for mode in ("openai (httpx, default)", "openai (aiohttp)", "bare httpx"):
             for _ in range(args.rounds):

@@ -206,19 +206,24 @@ def _replicas_of(pytester) -> dict:
     return document["replicas"]
 
 
+def _replicated_project(pytester, first: FakeChatServer, second: FakeChatServer) -> None:
+    """The topics suite and an entry `replicated` with the two servers as its base_urls."""
+    write_suite(pytester.path / "suites" / "topics", rows=ROWS)
+    pytester.makefile(
+        ".toml",
+        models=(
+            '["replicated"]\nprovider = "openai-compatible"\nmodel = "correct"\n'
+            f'base_urls = ["{first.url}", "{second.url}"]\ntemperature = 0.0\nmax_retries = 0\n'
+            'constraint_style = "none"\nmax_concurrency = 2\n'
+        ),
+    )
+
+
 @pytest.mark.parametrize("xdist_args", [SERIAL, XDIST])
 def test_base_urls_replicas_stats_are_the_same_serial_and_under_xdist(pytester, xdist_args):
     first, second = FakeChatServer(ROWS), FakeChatServer(ROWS)
     with first, second:
-        write_suite(pytester.path / "suites" / "topics", rows=ROWS)
-        pytester.makefile(
-            ".toml",
-            models=(
-                '["replicated"]\nprovider = "openai-compatible"\nmodel = "correct"\n'
-                f'base_urls = ["{first.url}", "{second.url}"]\ntemperature = 0.0\nmax_retries = 0\n'
-                'constraint_style = "none"\nmax_concurrency = 2\n'
-            ),
-        )
+        _replicated_project(pytester, first, second)
         result = pytester.runpytest(
             "suites", "-p", "no:cacheprovider", "--model=replicated", "--distill-report=out", *xdist_args
         )
@@ -238,15 +243,7 @@ def test_base_urls_replicas_stats_are_the_same_serial_and_under_xdist(pytester, 
 def test_merged_shards_add_up_each_replicas_requests_and_errors(pytester, capsys, monkeypatch):
     first, second = FakeChatServer(ROWS), FakeChatServer(ROWS)
     with first, second:
-        write_suite(pytester.path / "suites" / "topics", rows=ROWS)
-        pytester.makefile(
-            ".toml",
-            models=(
-                '["replicated"]\nprovider = "openai-compatible"\nmodel = "correct"\n'
-                f'base_urls = ["{first.url}", "{second.url}"]\ntemperature = 0.0\nmax_retries = 0\n'
-                'constraint_style = "none"\nmax_concurrency = 2\n'
-            ),
-        )
+        _replicated_project(pytester, first, second)
         monkeypatch.chdir(pytester.path)
         for k in (1, 2):
             pytester.runpytest(
