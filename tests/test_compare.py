@@ -112,6 +112,17 @@ def test_routes_to_the_cheapest_model_within_the_tolerance():
     assert "most accurate is also the cheapest" in route_text(strict)
 
 
+def test_equal_rates_route_by_the_tie_rule_and_say_so():
+    rs = records("a", "P" * 5 + "M" * 5) + records("b", "P" * 5 + "M" * 5)
+    costs = {("s", "a"): 2e-3, ("s", "b"): 1e-3}  # b measured cheaper: a timing, not a reason
+    (comparison,) = compare(summarize(rs), rs, costs, tie_keys={"a": (1, 2.4, "a"), "b": (1, 2.4, "b")})
+    assert comparison.route.model == "a" and comparison.route.is_best
+    assert route_text(comparison) == (
+        "s: route to a (the same pass rate as b: equal rates go by listed price or GPU $/hour, "
+        "then name, not by a measured cost)"
+    )
+
+
 def test_models_without_cost_are_not_routed_to():
     ranking = [Ranked("a", 1, 0.9, 0.0, cost_per_request=None), Ranked("b", 2, 0.9, 0.0, cost_per_request=2e-6)]
     chosen = route(ranking, 1.0)

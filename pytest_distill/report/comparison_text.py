@@ -27,6 +27,12 @@ def route_text(comparison: SuiteComparison) -> str:
             f"{comparison.tolerance_pp:g} pp of the best)"
         )
     if r.is_best:
+        tied = [x.model for x in comparison.ranking if x.model != r.model and x.rate == comparison.ranking[0].rate]
+        if tied:  # a cheaper measured cost among them does not decide: it is a timing (core/compare.py)
+            return (
+                f"{comparison.suite}: route to {r.model} (the same pass rate as {', '.join(tied)}: "
+                "equal rates go by listed price or GPU $/hour, then name, not by a measured cost)"
+            )
         return (
             f"{comparison.suite}: route to {r.model} (the most accurate is also the cheapest "
             f"within {comparison.tolerance_pp:g} pp)"
